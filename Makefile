@@ -1,0 +1,37 @@
+# Every target sets itself up on a fresh clone: a Python 3.10 venv in .venv with the locked stack.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-output
+export TF_USE_LEGACY_KERAS := 1
+
+.PHONY: install test lint demo clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@python3.10 -c 'import sys' 2>/dev/null || { \
+	  echo "error: Python 3.10 is required (TFX 1.16 supports Python < 3.11) and python3.10 was not found." >&2; \
+	  echo "  With pyenv: 'pyenv install 3.10' (this repo's .python-version then selects it)." >&2; \
+	  echo "  On Ubuntu: 'sudo add-apt-repository ppa:deadsnakes/ppa && sudo apt install python3.10 python3.10-venv'." >&2; \
+	  exit 1; }
+	@test -x $(BIN)/python || python3.10 -m venv $(VENV)
+	@echo "Installing the locked TFX 1.16 stack into $(VENV) (a few minutes, once)..."
+	@$(BIN)/pip install --quiet --quiet --disable-pip-version-check -r requirements.lock
+	@$(BIN)/pip install --quiet --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part 40 --max-side 256 --force
+	$(BIN)/mura audit $(DEMO_DIR)/data
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""The `mura` command: one entry point for everything a user does with the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from mura.audit import pipeline_table, reasons_table, source_table, write_rejected_report
+from mura.config import DataConfig, SampleConfig
+from mura.layout import DATASET_DIR
+from mura.reader import MuraLayoutError, read_mura
+from mura.synthetic.dataset import write_sample
+
+_DATA = DataConfig()
+_SAMPLE = SampleConfig()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Bone X-ray abnormality detection on MURA: data, pipeline, serving.
+
+    Start with `mura sample --out data` for a synthetic MURA-shaped data set, or point the other commands at a
+    real MURA-v1.1 download (the folder that holds MURA-v1.1/).
+    """
+
+
+@main.command()
+@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--rejected-report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every rejected CSV row here as CSV (path,reason,detail,csv_file,line).",
+)
+@click.option(
+    "--max-rejected-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=_DATA.max_rejected_fraction,
+    show_default=True,
+    help="Exit non-zero when more than this share of image rows is rejected.",
+)
+@click.option(
+    "--eval-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=_DATA.eval_fraction,
+    show_default=True,
+    help="Share of train patients carved out as the eval split.",
+)
+def audit(data_root: Path, rejected_report: Path | None, max_rejected_fraction: float, eval_fraction: float) -> None:
+    """Check a MURA root: images per split and body part, what was rejected and why.
+
+    Reads the four header-less CSVs and each image's header (not its pixels), so the full 40k-image MURA takes
+    seconds. Every CSV row is either accepted or listed as rejected with a reason.
+    """
+    config = DataConfig(eval_fraction=eval_fraction, max_rejected_fraction=max_rejected_fraction)
+    try:
+        index = read_mura(data_root, config)
+    except MuraLayoutError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"MURA root: {index.dataset_dir}\n")
+    click.echo(source_table(index))
+    click.echo(f"\nPipeline splits (patient-level, {eval_fraction:.0%} of train patients to eval; valid = test):\n")
+    click.echo(pipeline_table(index))
+    rejected = index.rejected
+    if rejected:
+        click.echo(f"\nRejected rows ({len(rejected)}):\n")
+        click.echo(reasons_table(rejected))
+    if rejected_report:
+        write_rejected_report(rejected, rejected_report)
+        click.echo(f"\nRejected rows written to {rejected_report}")
+    fraction = index.rejected_fraction
+    summary = (
+        f"{len(index.images)} of {index.image_rows} image rows accepted, "
+        f"{len(index.rejected_images)} rejected ({fraction:.2%}; bound {max_rejected_fraction:.2%})"
+    )
+    if fraction > max_rejected_fraction:
+        hint = "" if rejected_report else " Re-run with --rejected-report FILE to list them."
+        raise click.ClickException(f"{summary}: too many rejected.{hint}")
+    click.echo(f"\n{summary}.")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write into.")
+@click.option(
+    "--studies-per-part",
+    type=click.IntRange(1),
+    default=_SAMPLE.studies_per_part,
+    show_default=True,
+    help="Train studies per body part; valid gets a quarter of that (at least 2).",
+)
+@click.option("--seed", type=int, default=_SAMPLE.seed, show_default=True, help="Same seed, same pixels.")
+@click.option(
+    "--max-side",
+    type=click.IntRange(32, 4096),
+    default=_SAMPLE.max_side,
+    show_default=True,
+    help="Longest image side in pixels (MURA's is at most 512).",
+)
+@click.option("--workers", type=click.IntRange(0), default=0, help="Processes drawing images; 0 = every core.")
+@click.option("--force", is_flag=True, help=f"Replace an existing {DATASET_DIR}/ under --out.")
+def sample(out: Path, studies_per_part: int, seed: int, max_side: int, workers: int, force: bool) -> None:
+    """Write a synthetic MURA-shaped data set in the exact MURA-v1.1 layout.
+
+    Procedurally drawn radiographs per body part; abnormal studies carry a fracture, plate, nail, cast or lytic
+    lesion, normal ones carry distractors (side markers, text, jewellery). Positive rates per body part follow
+    MURA's. The real MURA cannot be redistributed: register with Stanford ML Group to download it.
+    """
+    target = out / DATASET_DIR
+    if target.exists():
+        if not force:
+            raise click.ClickException(f"{target} already exists; pass --force to replace it.")
+        shutil.rmtree(target)
+    config = SampleConfig(studies_per_part=studies_per_part, seed=seed, max_side=max_side)
+    dataset_dir = write_sample(out, config, workers=workers)
+    click.echo(f"Wrote a synthetic MURA to {dataset_dir}. Next: mura audit {out}")

@@ -1,0 +1,288 @@
+"""Reads a MURA-v1.1 root from its four header-less CSVs: every row is accepted or rejected with a reason.
+
+File lists come from the CSVs, never from listing folders (archives carry `.DS_Store` and `._*` files), and a
+path that leads outside the data root is rejected without being opened.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from mura.config import DataConfig
+from mura.image_header import ImageHeader, ImageHeaderError, read_image_header
+from mura.layout import (
+    BODY_PARTS,
+    DATASET_DIR,
+    IMAGE_PATH,
+    SOURCE_SPLITS,
+    STUDY_PATH,
+    StudyKey,
+    image_paths_csv,
+    labeled_studies_csv,
+    parse_study,
+)
+from mura.splits import pipeline_split
+
+# Why a row was rejected; the codes appear in rejected-row reports.
+REASONS = {
+    "malformed_row": "the CSV row does not have the expected columns or label",
+    "outside_root": "the path is absolute, climbs with '..' or resolves outside the data root; never opened",
+    "bad_prefix": f"the path does not start with '{DATASET_DIR}/'",
+    "malformed_path": "the path does not follow SPLIT/XR_PART/patientN/studyK_(positive|negative)/imageN.png",
+    "wrong_split": "the path names a split other than the CSV's",
+    "unknown_body_part": f"the body part folder is none of {', '.join(BODY_PARTS)}",
+    "duplicate_row": "the same path appears in an earlier row",
+    "unlabeled_study": "the image's study has no row in the labeled-studies CSV",
+    "label_mismatch": "the labeled-studies CSV disagrees with the study folder's _positive/_negative suffix",
+    "patient_in_both_splits": "the patient also appears in the train split; kept out of the test split",
+    "study_without_images": "the study has a label row but no image rows",
+    "missing_file": "no regular file at the path",
+    "unreadable": "the file could not be read",
+    "not_png_or_jpeg": "the bytes are neither PNG nor JPEG",
+    "corrupt_image": "the PNG/JPEG header is truncated or invalid",
+}
+
+
+class MuraLayoutError(Exception):
+    """The data root is not a MURA-v1.1 release at all (as opposed to one with some bad rows)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: str  # absolute path on disk
+    source_path: str  # as in the CSV, relative to the folder that holds MURA-v1.1
+    source_split: str  # MURA's split: train or valid
+    split: str  # the pipeline's split: train, eval or test
+    body_part: str
+    patient_id: str
+    study_id: str  # unique across body parts, e.g. XR_WRIST/patient11185/study1
+    image_index: int
+    label: int  # 1 = abnormal
+    format: str
+    height: int
+    width: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    csv_file: str
+    line: int
+    path: str  # the CSV's path column as written
+    reason: str  # a key of REASONS
+    detail: str = ""
+    body_part: str = ""  # when the path names one
+
+    @property
+    def source_split(self) -> str:
+        return self.csv_file.split("_", 1)[0]
+
+    @property
+    def is_image_row(self) -> bool:
+        return self.csv_file.endswith("_image_paths.csv")
+
+
+@dataclass
+class MuraIndex:
+    dataset_dir: Path
+    images: list[ImageRecord] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    image_rows: int = 0
+    study_rows: int = 0
+
+    @property
+    def rejected_images(self) -> list[Rejection]:
+        return [r for r in self.rejected if r.is_image_row]
+
+    @property
+    def rejected_fraction(self) -> float:
+        return len(self.rejected_images) / self.image_rows if self.image_rows else 0.0
+
+
+def find_dataset_dir(data_root: str | os.PathLike[str]) -> Path:
+    """Accepts the folder that holds MURA-v1.1 or MURA-v1.1 itself; fails naming the missing CSV."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise MuraLayoutError(f"data root {root} is not a directory")
+    dataset_dir = root / DATASET_DIR if (root / DATASET_DIR).is_dir() else root
+    expected = [name for split in SOURCE_SPLITS for name in (image_paths_csv(split), labeled_studies_csv(split))]
+    missing = [name for name in expected if not (dataset_dir / name).is_file()]
+    if missing:
+        raise MuraLayoutError(
+            f"{dataset_dir} is not a MURA-v1.1 folder: missing {', '.join(missing)}. "
+            f"Point at the folder that holds {DATASET_DIR}/ (with its four CSVs), or at {DATASET_DIR}/ itself."
+        )
+    return dataset_dir.resolve()
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "", body_part: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.detail, self.body_part = reason, detail, body_part
+
+
+def read_mura(data_root: str | os.PathLike[str], config: DataConfig | None = None, progress: bool = True) -> MuraIndex:
+    config = config or DataConfig()
+    dataset_dir = find_dataset_dir(data_root)
+    index = MuraIndex(dataset_dir=dataset_dir)
+    reader = _Reader(index, config)
+    for split in SOURCE_SPLITS:
+        reader.read_studies(split)
+    rows = [
+        (split, line, row) for split in SOURCE_SPLITS for line, row in _csv_rows(dataset_dir / image_paths_csv(split))
+    ]
+    index.image_rows = len(rows)
+    reader.note_train_patients(rows)
+    for split, line, row in tqdm(rows, desc="reading image headers", unit="img", disable=None if progress else True):
+        reader.read_image(split, line, row)
+    reader.reject_studies_without_images()
+    return index
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        yield from enumerate(csv.reader(handle), start=1)
+
+
+class _Reader:
+    def __init__(self, index: MuraIndex, config: DataConfig) -> None:
+        self.index = index
+        self.config = config
+        self.root_real = os.path.realpath(index.dataset_dir)
+        self.study_labels: dict[str, int] = {}  # study folder -> label
+        self.mismatched_studies: set[str] = set()
+        self.study_rows: dict[str, tuple[str, int, str, str]] = {}  # folder -> (csv, line, raw path, part)
+        self.studies_with_images: set[str] = set()
+        self.seen_images: set[str] = set()
+        self.train_patients: set[str] = set()
+
+    def reject(self, csv_file: str, line: int, path: str, error: _Rejected) -> None:
+        self.index.rejected.append(Rejection(csv_file, line, path, error.reason, error.detail, error.body_part))
+
+    def read_studies(self, split: str) -> None:
+        csv_file = labeled_studies_csv(split)
+        for line, row in _csv_rows(self.index.dataset_dir / csv_file):
+            self.index.study_rows += 1
+            raw = row[0] if row else ""
+            try:
+                key = self.study_row(split, row)
+            except _Rejected as error:
+                self.reject(csv_file, line, raw, error)
+                continue
+            if key.folder in self.study_rows:
+                first = self.study_rows[key.folder]
+                self.reject(csv_file, line, raw, _Rejected("duplicate_row", f"first at line {first[1]}", key.body_part))
+                continue
+            self.study_rows[key.folder] = (csv_file, line, raw, key.body_part)
+
+    def study_row(self, split: str, row: list[str]) -> StudyKey:
+        if len(row) != 2 or row[1].strip() not in ("0", "1"):
+            raise _Rejected("malformed_row", f"expected 'path,0|1', got {','.join(row)!r}")
+        relative = self.relative_path(row[0])
+        match = STUDY_PATH.fullmatch(relative)
+        if not match:
+            raise _Rejected("malformed_path", relative)
+        key = parse_study(match)
+        self.check_split_and_part(key, split)
+        label = int(row[1])
+        self.study_labels[key.folder] = label
+        if label != key.folder_label:
+            self.mismatched_studies.add(key.folder)
+            raise _Rejected(
+                "label_mismatch", f"CSV label {label}, folder suffix says {key.folder_label}", key.body_part
+            )
+        return key
+
+    def relative_path(self, raw: str) -> str:
+        """Checks the CSV path as text, before any file system call, and strips the dataset prefix."""
+        pure = PurePosixPath(raw.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or (raw[1:2] == ":"):
+            raise _Rejected("outside_root", raw)
+        if not raw.startswith(f"{DATASET_DIR}/"):
+            raise _Rejected("bad_prefix", raw)
+        return raw[len(DATASET_DIR) + 1 :]
+
+    @staticmethod
+    def check_split_and_part(key: StudyKey, split: str) -> None:
+        if key.split != split:
+            raise _Rejected("wrong_split", f"path is under {key.split}/, CSV is {split}'s", key.body_part)
+        if key.body_part not in BODY_PARTS:
+            raise _Rejected("unknown_body_part", key.body_part)
+
+    def note_train_patients(self, rows: list[tuple[str, int, list[str]]]) -> None:
+        for split, _line, row in rows:
+            match = IMAGE_PATH.search(row[0]) if split == "train" and row else None
+            if match:
+                self.train_patients.add(match["patient"])
+
+    def read_image(self, split: str, line: int, row: list[str]) -> None:
+        raw = row[0] if row else ""
+        try:
+            self.index.images.append(self.image_row(split, row))
+        except _Rejected as error:
+            self.reject(image_paths_csv(split), line, raw, error)
+
+    def image_row(self, split: str, row: list[str]) -> ImageRecord:
+        if len(row) != 1 or not row[0]:
+            raise _Rejected("malformed_row", f"expected one path column, got {','.join(row)!r}")
+        relative = self.relative_path(row[0])
+        match = IMAGE_PATH.fullmatch(relative)
+        if not match:
+            raise _Rejected("malformed_path", relative)
+        key = parse_study(match)
+        self.check_split_and_part(key, split)
+        part = key.body_part
+        if relative in self.seen_images:
+            raise _Rejected("duplicate_row", relative, part)
+        self.seen_images.add(relative)
+        if key.folder in self.study_labels:
+            self.studies_with_images.add(key.folder)
+        if key.folder in self.mismatched_studies:
+            raise _Rejected("label_mismatch", f"study {key.folder}", part)
+        if key.folder not in self.study_rows:
+            raise _Rejected("unlabeled_study", f"no row for {DATASET_DIR}/{key.folder}/", part)
+        if split == "valid" and key.patient_id in self.train_patients:
+            raise _Rejected("patient_in_both_splits", key.patient_id, part)
+        header = self.image_header(relative, part)
+        return ImageRecord(
+            path=os.path.join(self.root_real, relative),
+            source_path=row[0],
+            source_split=split,
+            split=pipeline_split(split, key.patient_id, self.config.eval_fraction, self.config.split_salt),
+            body_part=part,
+            patient_id=key.patient_id,
+            study_id=key.study_id,
+            image_index=int(match["index"]),
+            label=self.study_labels[key.folder],
+            format=header.format,
+            height=header.height,
+            width=header.width,
+            channels=header.channels,
+        )
+
+    def image_header(self, relative: str, part: str) -> ImageHeader:
+        candidate = os.path.join(self.root_real, relative)
+        real = os.path.realpath(candidate)
+        if os.path.commonpath([self.root_real, real]) != self.root_real:
+            raise _Rejected("outside_root", f"resolves to {real}", part)
+        if not os.path.isfile(real):
+            raise _Rejected("missing_file", candidate, part)
+        try:
+            with open(real, "rb") as stream:
+                return read_image_header(stream)
+        except ImageHeaderError as error:
+            raise _Rejected(error.reason, str(error), part) from None
+        except OSError as error:
+            raise _Rejected("unreadable", error.strerror or str(error), part) from None
+
+    def reject_studies_without_images(self) -> None:
+        for folder, (csv_file, line, raw, part) in self.study_rows.items():
+            if folder not in self.studies_with_images:
+                error = _Rejected("study_without_images", folder, part)
+                self.index.rejected.append(Rejection(csv_file, line, raw, error.reason, error.detail, part))
