@@ -7,14 +7,17 @@ path that leads outside the data root is rejected without being opened.
 from __future__ import annotations
 
 import csv
+import io
 import os
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
 from mura.config import DataConfig
+from mura.filesystem import FileSystem, filesystem_for, is_within
 from mura.image_header import ImageHeader, ImageHeaderError, read_image_header
 from mura.layout import (
     BODY_PARTS,
@@ -55,7 +58,7 @@ class MuraLayoutError(Exception):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    path: str  # absolute path on disk
+    path: str  # absolute path or URI
     source_path: str  # as in the CSV, relative to the folder that holds MURA-v1.1
     source_split: str  # MURA's split: train or valid
     split: str  # the pipeline's split: train, eval or test
@@ -90,7 +93,7 @@ class Rejection:
 
 @dataclass
 class MuraIndex:
-    dataset_dir: Path
+    dataset_dir: str
     images: list[ImageRecord] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     image_rows: int = 0
@@ -105,20 +108,21 @@ class MuraIndex:
         return len(self.rejected_images) / self.image_rows if self.image_rows else 0.0
 
 
-def find_dataset_dir(data_root: str | os.PathLike[str]) -> Path:
+def find_dataset_dir(data_root: str | os.PathLike[str], fs: FileSystem) -> str:
     """Accepts the folder that holds MURA-v1.1 or MURA-v1.1 itself; fails naming the missing CSV."""
-    root = Path(data_root)
-    if not root.is_dir():
+    root = os.fspath(data_root).rstrip("/")
+    if not fs.isdir(root):
         raise MuraLayoutError(f"data root {root} is not a directory")
-    dataset_dir = root / DATASET_DIR if (root / DATASET_DIR).is_dir() else root
+    holder = posixpath.join(root, DATASET_DIR)
+    dataset_dir = holder if fs.isdir(holder) else root
     expected = [name for split in SOURCE_SPLITS for name in (image_paths_csv(split), labeled_studies_csv(split))]
-    missing = [name for name in expected if not (dataset_dir / name).is_file()]
+    missing = [name for name in expected if not fs.isfile(posixpath.join(dataset_dir, name))]
     if missing:
         raise MuraLayoutError(
             f"{dataset_dir} is not a MURA-v1.1 folder: missing {', '.join(missing)}. "
             f"Point at the folder that holds {DATASET_DIR}/ (with its four CSVs), or at {DATASET_DIR}/ itself."
         )
-    return dataset_dir.resolve()
+    return fs.resolve(dataset_dir if "://" in dataset_dir else os.path.abspath(dataset_dir))
 
 
 class _Rejected(Exception):
@@ -129,13 +133,16 @@ class _Rejected(Exception):
 
 def read_mura(data_root: str | os.PathLike[str], config: DataConfig | None = None, progress: bool = True) -> MuraIndex:
     config = config or DataConfig()
-    dataset_dir = find_dataset_dir(data_root)
+    fs = filesystem_for(os.fspath(data_root))
+    dataset_dir = find_dataset_dir(data_root, fs)
     index = MuraIndex(dataset_dir=dataset_dir)
-    reader = _Reader(index, config)
+    reader = _Reader(index, config, fs)
     for split in SOURCE_SPLITS:
         reader.read_studies(split)
     rows = [
-        (split, line, row) for split in SOURCE_SPLITS for line, row in _csv_rows(dataset_dir / image_paths_csv(split))
+        (split, line, row)
+        for split in SOURCE_SPLITS
+        for line, row in _csv_rows(fs, posixpath.join(dataset_dir, image_paths_csv(split)))
     ]
     index.image_rows = len(rows)
     reader.note_train_patients(rows)
@@ -145,16 +152,18 @@ def read_mura(data_root: str | os.PathLike[str], config: DataConfig | None = Non
     return index
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        yield from enumerate(csv.reader(handle), start=1)
+def _csv_rows(fs: FileSystem, path: str) -> Iterator[tuple[int, list[str]]]:
+    with fs.open(path) as handle:
+        text = handle.read().decode("utf-8-sig")  # a BOM appears when a CSV was re-saved by a spreadsheet
+    yield from enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
 
 
 class _Reader:
-    def __init__(self, index: MuraIndex, config: DataConfig) -> None:
+    def __init__(self, index: MuraIndex, config: DataConfig, fs: FileSystem) -> None:
         self.index = index
         self.config = config
-        self.root_real = os.path.realpath(index.dataset_dir)
+        self.fs = fs
+        self.root = index.dataset_dir
         self.study_labels: dict[str, int] = {}  # study folder -> label
         self.mismatched_studies: set[str] = set()
         self.study_rows: dict[str, tuple[str, int, str, str]] = {}  # folder -> (csv, line, raw path, part)
@@ -167,7 +176,7 @@ class _Reader:
 
     def read_studies(self, split: str) -> None:
         csv_file = labeled_studies_csv(split)
-        for line, row in _csv_rows(self.index.dataset_dir / csv_file):
+        for line, row in _csv_rows(self.fs, posixpath.join(self.root, csv_file)):
             self.index.study_rows += 1
             raw = row[0] if row else ""
             try:
@@ -251,7 +260,7 @@ class _Reader:
             raise _Rejected("patient_in_both_splits", key.patient_id, part)
         header = self.image_header(relative, part)
         return ImageRecord(
-            path=os.path.join(self.root_real, relative),
+            path=posixpath.join(self.root, relative),
             source_path=row[0],
             source_split=split,
             split=pipeline_split(split, key.patient_id, self.config.eval_fraction, self.config.split_salt),
@@ -267,14 +276,14 @@ class _Reader:
         )
 
     def image_header(self, relative: str, part: str) -> ImageHeader:
-        candidate = os.path.join(self.root_real, relative)
-        real = os.path.realpath(candidate)
-        if os.path.commonpath([self.root_real, real]) != self.root_real:
+        candidate = posixpath.join(self.root, relative)
+        real = self.fs.resolve(candidate)
+        if not is_within(self.root, real):
             raise _Rejected("outside_root", f"resolves to {real}", part)
-        if not os.path.isfile(real):
+        if not self.fs.isfile(real):
             raise _Rejected("missing_file", candidate, part)
         try:
-            with open(real, "rb") as stream:
+            with self.fs.open(real) as stream:
                 return read_image_header(stream)
         except ImageHeaderError as error:
             raise _Rejected(error.reason, str(error), part) from None

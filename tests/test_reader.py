@@ -24,7 +24,7 @@ def test_a_clean_tree_is_read_into_records(tmp_path: Path) -> None:
     assert index.rejected == []
     assert index.image_rows == 2
     record, valid = index.images
-    assert record.path == str(index.dataset_dir / GOOD)
+    assert record.path == f"{index.dataset_dir}/{GOOD}"
     assert record.source_path == f"MURA-v1.1/{GOOD}"
     assert (record.source_split, record.body_part, record.patient_id) == ("train", "XR_HAND", "patient00001")
     assert record.study_id == "XR_HAND/patient00001/study1"
@@ -208,3 +208,10 @@ def test_rejected_fraction_counts_image_rows(tmp_path: Path) -> None:
     index = read_mura(t.write(), DataConfig(), progress=False)
     assert index.image_rows == 3
     assert index.rejected_fraction == pytest.approx(1 / 3)
+
+
+def test_a_root_given_as_a_uri_is_read_through_tensorflow(tmp_path: Path) -> None:
+    root = tree(tmp_path).write()
+    index = read_mura(f"file://{root}", progress=False)
+    assert index.rejected == []
+    assert index.images[0].path == f"file://{root}/MURA-v1.1/{GOOD}"
