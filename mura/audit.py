@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
@@ -60,8 +60,10 @@ def reasons_table(rejected: Iterable[Rejection]) -> str:
     )
 
 
-def write_rejected_report(rejected: Iterable[Rejection], path: str | os.PathLike[str]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason", "detail", "csv_file", "line"])
-        writer.writerows([r.path, r.reason, r.detail, r.csv_file, r.line] for r in rejected)
+def format_rejections(rejected: Iterable[Rejection]) -> str:
+    """The rejected-rows report as CSV text: path,reason first, then what helps fixing the row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "reason", "detail", "csv_file", "line"])
+    writer.writerows([r.path, r.reason, r.detail, r.csv_file, r.line] for r in rejected)
+    return buffer.getvalue()

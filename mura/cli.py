@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from mura.audit import pipeline_table, reasons_table, source_table, write_rejected_report
+from mura.audit import format_rejections, pipeline_table, reasons_table, source_table
 from mura.config import DataConfig, SampleConfig
 from mura.layout import DATASET_DIR
+from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
 from mura.synthetic.dataset import write_sample
 
@@ -67,16 +68,14 @@ def audit(data_root: Path, rejected_report: Path | None, max_rejected_fraction: 
         click.echo(f"\nRejected rows ({len(rejected)}):\n")
         click.echo(reasons_table(rejected))
     if rejected_report:
-        write_rejected_report(rejected, rejected_report)
+        rejected_report.write_text(format_rejections(rejected))
         click.echo(f"\nRejected rows written to {rejected_report}")
-    fraction = index.rejected_fraction
-    summary = (
-        f"{len(index.images)} of {index.image_rows} image rows accepted, "
-        f"{len(index.rejected_images)} rejected ({fraction:.2%}; bound {max_rejected_fraction:.2%})"
-    )
-    if fraction > max_rejected_fraction:
+    counts = (len(index.images), len(index.rejected_images), index.image_rows, max_rejected_fraction)
+    try:
+        summary = check_rejected_fraction(*counts, report=str(rejected_report) if rejected_report else None)
+    except DataQualityError as error:
         hint = "" if rejected_report else " Re-run with --rejected-report FILE to list them."
-        raise click.ClickException(f"{summary}: too many rejected.{hint}")
+        raise click.ClickException(f"{error}{hint}") from None
     click.echo(f"\n{summary}.")
 
 

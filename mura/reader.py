@@ -49,6 +49,7 @@ REASONS = {
     "unreadable": "the file could not be read",
     "not_png_or_jpeg": "the bytes are neither PNG nor JPEG",
     "corrupt_image": "the PNG/JPEG header is truncated or invalid",
+    "undecodable": "the header reads but the pixels do not decode, or decode to another size (found at ingestion)",
 }
 
 
@@ -71,6 +72,7 @@ class ImageRecord:
     height: int
     width: int
     channels: int
+    csv_line: int  # the row in {source_split}_image_paths.csv
 
 
 @dataclass(frozen=True)
@@ -233,11 +235,11 @@ class _Reader:
     def read_image(self, split: str, line: int, row: list[str]) -> None:
         raw = row[0] if row else ""
         try:
-            self.index.images.append(self.image_row(split, row))
+            self.index.images.append(self.image_row(split, line, row))
         except _Rejected as error:
             self.reject(image_paths_csv(split), line, raw, error)
 
-    def image_row(self, split: str, row: list[str]) -> ImageRecord:
+    def image_row(self, split: str, line: int, row: list[str]) -> ImageRecord:
         if len(row) != 1 or not row[0]:
             raise _Rejected("malformed_row", f"expected one path column, got {','.join(row)!r}")
         relative = self.relative_path(row[0])
@@ -273,6 +275,7 @@ class _Reader:
             height=header.height,
             width=header.width,
             channels=header.channels,
+            csv_line=line,
         )
 
     def image_header(self, relative: str, part: str) -> ImageHeader:
