@@ -1,0 +1,15 @@
+"""Artifact types of the project's own components."""
+
+from tfx.types.artifact import Artifact
+
+
+class RejectedImages(Artifact):
+    """`rejected.csv` (path,reason,detail,csv_file,line): every CSV row ingestion did not turn into an example."""
+
+    TYPE_NAME = "MuraRejectedImages"
+
+
+class DataValidationReport(Artifact):
+    """`report.json`: the anomalies per split and the train/test drift of body part and label."""
+
+    TYPE_NAME = "MuraDataValidationReport"
