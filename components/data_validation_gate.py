@@ -5,11 +5,9 @@ training on data that broke the schema. Transform depends on the gate, so a run 
 a message that names them.
 """
 
-
 import json
 import os
 
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
@@ -22,6 +20,7 @@ from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Sc
 from tfx.utils import io_utils
 
 from components.artifacts import DataValidationReport
+from components.failure_reports import failure_report_path, write_text
 from mura.quality import DataQualityError
 
 REPORT_FILE = "report.json"
@@ -83,18 +82,21 @@ def DataValidationGate(
         if d["exceeded"]:
             logging.warning("Drift %s vs %s on %s: %s", DRIFT_BASELINE, DRIFT_TARGET, d["feature"], d["distance"])
 
-    report_path = os.path.join(report.uri, REPORT_FILE)
-    with tf.io.gfile.GFile(report_path, "w") as handle:
-        json.dump({"anomalies": found, "drift": drift}, handle, indent=2)
     failures = [f"split '{split}': {line}" for split, lines in found.items() for line in lines]
     if drift_is_fatal:
         failures += [
-            f"drift {DRIFT_BASELINE} vs {DRIFT_TARGET} on '{d['feature']}': L-infinity {d['distance']} > {d['threshold']}"
+            f"drift {DRIFT_BASELINE} vs {DRIFT_TARGET} on '{d['feature']}': "
+            f"L-infinity {d['distance']} > {d['threshold']}"
             for d in drift
             if d["exceeded"]
         ]
     report.set_int_custom_property("anomalies", sum(len(lines) for lines in found.values()))
     report.set_int_custom_property("drift_exceeded", sum(1 for d in drift if d["exceeded"]))
+    content = json.dumps({"anomalies": found, "drift": drift}, indent=2)
+    report_path = os.path.join(report.uri, REPORT_FILE)
+    if failures:
+        report_path = failure_report_path(report.uri, REPORT_FILE)
+    write_text(report_path, content)
     if failures:
         raise DataQualityError(
             "Data validation failed; Transform and Trainer will not run.\n  "

@@ -34,11 +34,20 @@ def ingestion_components(data_root: str, data: DataConfig) -> list[BaseNode]:
     return [example_gen, schema_importer, statistics_gen, example_validator, gate]
 
 
+def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
+    """Only ingestion and validation: for checking a new data drop."""
+    return _pipeline(run, f"{run.pipeline_name}-ingest", ingestion_components(run.data_root, data))
+
+
 def create_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
+    return _pipeline(run, run.pipeline_name, ingestion_components(run.data_root, data))
+
+
+def _pipeline(run: RunConfig, name: str, components: list[BaseNode]) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
-        pipeline_name=run.pipeline_name,
+        pipeline_name=name,
         pipeline_root=run.pipeline_root,
-        components=ingestion_components(run.data_root, data),
+        components=components,
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(run.metadata),
         beam_pipeline_args=list(run.beam_pipeline_args),

@@ -17,3 +17,13 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sample")
     write_sample(root, TINY_SAMPLE, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def ingestion_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
+    """One ingestion pipeline run (BeamDagRunner) on the tiny sample, shared by the tests that inspect it."""
+    from mura.config import DataConfig, RunConfig
+    from pipeline.ingest import run_ingestion
+
+    run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("ingest")))
+    return run, run_ingestion(run, DataConfig())

@@ -18,11 +18,12 @@ import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components.failure_reports import failure_report_path, write_text
 from mura.audit import format_rejections
 from mura.config import DataConfig
 from mura.examples import decoded_shape, to_example
 from mura.filesystem import filesystem_for
-from mura.quality import check_rejected_fraction, check_splits_not_empty
+from mura.quality import DataQualityError, check_rejected_fraction, check_splits_not_empty
 from mura.reader import ImageRecord, MuraIndex, Rejection, read_mura
 from mura.splits import PIPELINE_SPLITS
 
@@ -71,14 +72,13 @@ class Executor(BaseExampleGenExecutor):
         )
         self._index = read_mura(exec_properties[standard_component_specs.INPUT_BASE_KEY], config, progress=False)
         self._rejected_dir = artifact_utils.get_single_uri(output_dict[REJECTED_KEY])
-        report = os.path.join(self._rejected_dir, REPORT_FILE)
-        self._settle(self._index.rejected, exec_properties, config, report)  # fail fast, before reading any pixels
+        self._settle(self._index.rejected, exec_properties, config)  # fail fast, before reading any pixels
 
         super().Do(input_dict, output_dict, exec_properties)
 
         undecodable = self._undecodable()
         rejected = self._index.rejected + undecodable
-        counts = self._settle(rejected, exec_properties, config, report)
+        counts = self._settle(rejected, exec_properties, config)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         for split, count in counts.items():
             examples.set_int_custom_property(f"{split}_images", count)
@@ -86,15 +86,11 @@ class Executor(BaseExampleGenExecutor):
         artifact.set_int_custom_property("rejected_rows", len(rejected))
         artifact.set_int_custom_property("undecodable_images", len(undecodable))
 
-    def _settle(
-        self, rejected: list[Rejection], exec_properties: dict[str, Any], config: DataConfig, report: str
-    ) -> dict[str, int]:
-        """Writes the report, records the counts as execution properties, and enforces the bounds."""
+    def _settle(self, rejected: list[Rejection], exec_properties: dict[str, Any], config: DataConfig) -> dict[str, int]:
+        """Records the counts as execution properties, enforces the bounds and writes the report where it lasts."""
         index = self._index
-        with tf.io.gfile.GFile(report, "w") as handle:
-            handle.write(format_rejections(rejected))
-        rejected_paths = {r.path for r in rejected if r.reason == "undecodable"}
-        accepted = [r for r in index.images if r.source_path not in rejected_paths]
+        undecodable = {r.path for r in rejected if r.reason == "undecodable"}
+        accepted = [r for r in index.images if r.source_path not in undecodable]
         rejected_images = sum(1 for r in rejected if r.is_image_row)
         counts = Counter(r.split for r in accepted)
         split_counts = {split: counts[split] for split in PIPELINE_SPLITS}
@@ -104,10 +100,17 @@ class Executor(BaseExampleGenExecutor):
             rejected_images=rejected_images,
             **{f"{split}_images": n for split, n in split_counts.items()},
         )
-        check_rejected_fraction(
-            len(accepted), rejected_images, index.image_rows, config.max_rejected_fraction, report=report
-        )
-        check_splits_not_empty(split_counts)
+        report = format_rejections(rejected)
+        kept = failure_report_path(self._rejected_dir, REPORT_FILE)
+        try:
+            check_rejected_fraction(
+                len(accepted), rejected_images, index.image_rows, config.max_rejected_fraction, kept
+            )
+            check_splits_not_empty(split_counts)
+        except DataQualityError:
+            write_text(kept, report)
+            raise
+        write_text(os.path.join(self._rejected_dir, REPORT_FILE), report)
         return split_counts
 
     def GenerateExamplesByBeam(
@@ -125,9 +128,7 @@ class Executor(BaseExampleGenExecutor):
         by_split = encoded.examples | "BySplit" >> beam.Partition(
             lambda item, _: PIPELINE_SPLITS.index(item[0]), len(PIPELINE_SPLITS)
         )
-        return {
-            split: by_split[i] | f"Drop key[{split}]" >> beam.Values() for i, split in enumerate(PIPELINE_SPLITS)
-        }
+        return {split: by_split[i] | f"Drop key[{split}]" >> beam.Values() for i, split in enumerate(PIPELINE_SPLITS)}
 
     def _undecodable(self) -> list[Rejection]:
         pattern = os.path.join(self._rejected_dir, f"{_UNDECODABLE_PREFIX}*.jsonl")

@@ -1,0 +1,35 @@
+"""Reading a local run's results back from ML Metadata, so commands can say what happened."""
+
+from __future__ import annotations
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+
+def open_store(sqlite_path: str) -> mlmd.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = sqlite_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(config)
+
+
+def latest_artifact(store: mlmd.MetadataStore, type_name: str) -> metadata_store_pb2.Artifact | None:
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def latest_execution(store: mlmd.MetadataStore, component_class: str) -> metadata_store_pb2.Execution | None:
+    """The newest run (not cache hit) of a component, by the last part of its type name (`MuraExampleGen`)."""
+    executions = [
+        e
+        for e in store.get_executions()
+        if e.type.rsplit(".", 1)[-1] == component_class and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
+    ]
+    return max(executions, key=lambda e: e.id) if executions else None
+
+
+def property_value(properties, key: str) -> int | float | str | None:
+    if key not in properties:
+        return None
+    value = properties[key]
+    return getattr(value, value.WhichOneof("value"))
