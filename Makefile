@@ -32,6 +32,7 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part 40 --max-side 256 --force
 	$(BIN)/mura audit $(DEMO_DIR)/data
+	$(BIN)/mura ingest $(DEMO_DIR)/data --output $(DEMO_DIR)/ingest
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
