@@ -50,3 +50,50 @@ class RunConfig:
     @property
     def metadata(self) -> str:
         return self.metadata_path or f"{self.pipeline_root.rstrip('/')}/metadata.sqlite"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The seed's recipe as settings: ResNet50V2 + Dense(512) + Dropout(0.5), class weights, frozen then tuned."""
+
+    image_size: int = 224  # square side after aspect-preserving resize and padding
+    batch_size: int = 32  # global batch (split across GPUs)
+    base_weights: str = "imagenet"  # "imagenet" (downloaded), "none" (random), or a path to a Keras weights file
+    head_epochs: int = 3  # phase 1: base frozen, head trained (skipped when base_weights is "none")
+    finetune_epochs: int = 10  # phase 2: top of the base unfrozen (or, with "none", the whole network)
+    head_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-4
+    unfreeze_top_layers: int = 40  # of ResNet50V2's layers; BatchNorm layers stay in inference mode
+    steps_per_epoch: int = 0  # 0 = one pass over the train split
+    eval_steps: int = 0  # 0 = one pass over the eval split
+    class_weights: str = "balanced"  # sklearn's 'balanced' (the seed), or "per_body_part" (the MURA paper)
+    threshold: float = 0.5  # probability above which an image (and a study) is abnormal
+    dense_units: int = 512
+    dropout: float = 0.5
+    early_stopping_patience: int = 4
+    shuffle_buffer: int = 2048
+    xla: bool = False  # jit-compile the training step (GPU nodes)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32 (ResNet50V2's minimum), got {self.image_size}")
+        if self.class_weights not in ("balanced", "per_body_part"):
+            raise ValueError(f"class_weights must be 'balanced' or 'per_body_part', got {self.class_weights!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+
+
+PROFILES = {
+    # Two CPU cores, the synthetic MURA, no network: random initialisation, small images, the whole net trained.
+    "demo": TrainConfig(
+        image_size=128,
+        batch_size=32,
+        base_weights="none",
+        head_epochs=0,
+        finetune_epochs=12,
+        finetune_learning_rate=1e-3,
+        early_stopping_patience=4,
+    ),
+    # MURA on GPU nodes: ImageNet weights, the paper's resolution range, frozen then fine-tuned.
+    "full": TrainConfig(image_size=320, batch_size=64, base_weights="imagenet", head_epochs=3, finetune_epochs=20),
+}

@@ -10,3 +10,7 @@ HEIGHT = "height"
 WIDTH = "width"
 CHANNELS = "channels"
 SOURCE_PATH = "source_path"  # relative to the data root, as in MURA's CSVs
+
+# Transformed features (Transform's output, the Trainer's input).
+PIXELS = "pixels"  # uint8 [size, size, 1], serialized: compact and exactly what the model sees
+LABEL_COUNTS_VOCABULARY = "label_counts"  # "<count> <body part>:<label>" per line, counted on train

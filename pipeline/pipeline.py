@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tfx import v1 as tfx
@@ -9,12 +10,25 @@ from tfx.dsl.components.base.base_node import BaseNode
 
 from components.data_validation_gate import DataValidationGate
 from components.mura_example_gen.component import MuraExampleGen
-from mura.config import DataConfig, RunConfig
+from mura.config import DataConfig, RunConfig, TrainConfig
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
 
 
-def ingestion_components(data_root: str, data: DataConfig) -> list[BaseNode]:
+@dataclass(frozen=True)
+class Ingestion:
+    example_gen: MuraExampleGen
+    schema_importer: BaseNode
+    statistics_gen: BaseNode
+    example_validator: BaseNode
+    gate: BaseNode
+
+    @property
+    def components(self) -> list[BaseNode]:
+        return [self.example_gen, self.schema_importer, self.statistics_gen, self.example_validator, self.gate]
+
+
+def ingestion(data_root: str, data: DataConfig) -> Ingestion:
     """MURA root → examples → statistics → curated schema → validation → a gate that stops on anomalies."""
     example_gen = MuraExampleGen(data_root=data_root, config=data)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
@@ -31,16 +45,37 @@ def ingestion_components(data_root: str, data: DataConfig) -> list[BaseNode]:
         anomalies=example_validator.outputs["anomalies"],
         drift_is_fatal=data.drift_is_fatal,
     )
-    return [example_gen, schema_importer, statistics_gen, example_validator, gate]
+    return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate)
+
+
+def training_components(ingested: Ingestion, train: TrainConfig) -> list[BaseNode]:
+    """Transform (decode, resize, count labels) and Trainer (ResNet50V2), both behind the validation gate."""
+    custom_config = {"train": asdict(train)}
+    transform = tfx.components.Transform(
+        examples=ingested.example_gen.outputs["examples"],
+        schema=ingested.schema_importer.outputs["schema"],
+        preprocessing_fn="pipeline.transform.preprocessing_fn",
+        custom_config=custom_config,
+    )
+    transform.add_upstream_node(ingested.gate)
+    trainer = tfx.components.Trainer(
+        run_fn="pipeline.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=ingested.schema_importer.outputs["schema"],
+        custom_config=custom_config,
+    )
+    return [transform, trainer]
 
 
 def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
     """Only ingestion and validation: for checking a new data drop."""
-    return _pipeline(run, f"{run.pipeline_name}-ingest", ingestion_components(run.data_root, data))
+    return _pipeline(run, f"{run.pipeline_name}-ingest", ingestion(run.data_root, data).components)
 
 
-def create_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
-    return _pipeline(run, run.pipeline_name, ingestion_components(run.data_root, data))
+def create_pipeline(run: RunConfig, data: DataConfig, train: TrainConfig) -> tfx.dsl.Pipeline:
+    ingested = ingestion(run.data_root, data)
+    return _pipeline(run, run.pipeline_name, ingested.components + training_components(ingested, train))
 
 
 def _pipeline(run: RunConfig, name: str, components: list[BaseNode]) -> tfx.dsl.Pipeline:

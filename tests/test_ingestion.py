@@ -14,7 +14,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from mura.cli import main
-from mura.config import DataConfig, RunConfig
+from mura.config import DataConfig, RunConfig, TrainConfig
 from mura.quality import DataQualityError
 from mura.reader import read_mura
 from pipeline.ingest import run_ingestion
@@ -153,7 +153,7 @@ def test_schema_anomalies_stop_the_run_before_transform_naming_them(sample_root:
     with pytest.raises(DataQualityError) as raised:
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-        BeamDagRunner().run(create_pipeline(run, DataConfig()))
+        BeamDagRunner().run(create_pipeline(run, DataConfig(), TrainConfig()))
     message = str(raised.value)
     assert "Data validation failed; Transform and Trainer will not run" in message
     assert "feature 'height'" in message and "feature 'width'" in message
