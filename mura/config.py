@@ -86,11 +86,11 @@ class TrainConfig:
 PROFILES = {
     # Two CPU cores, the synthetic MURA, no network: random initialisation, small images, the whole net trained.
     "demo": TrainConfig(
-        image_size=128,
+        image_size=64,
         batch_size=32,
         base_weights="none",
         head_epochs=0,
-        finetune_epochs=12,
+        finetune_epochs=10,
         finetune_learning_rate=1e-3,
         early_stopping_patience=4,
     ),

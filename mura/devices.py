@@ -14,10 +14,13 @@ class Placement:
     replicas: int
 
 
-def choose_placement(gpus: list[str] | None = None) -> Placement:
-    """All visible GPUs under MirroredStrategy with mixed float16; on CPU, the default strategy in float32."""
-    gpus = [d.name for d in tf.config.list_logical_devices("GPU")] if gpus is None else gpus
-    if gpus:
-        strategy = tf.distribute.MirroredStrategy(devices=gpus)
+def choose_placement(accelerators: list[str] | None = None) -> Placement:
+    """All visible GPUs under MirroredStrategy with mixed float16; on CPU, the default strategy in float32.
+
+    `accelerators` overrides the devices found (tests mirror over the CPU to prove the GPU path).
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")] if accelerators is None else accelerators
+    if devices:
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
         return Placement(strategy, "mixed_float16", strategy.num_replicas_in_sync)
     return Placement(tf.distribute.get_strategy(), "float32", 1)

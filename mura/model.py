@@ -22,14 +22,17 @@ class BaseWeightsError(Exception):
 
 
 def augmentation() -> keras.Sequential:
-    """The seed's mild geometry plus brightness, and contrast; pixels stay in [0, 255]."""
+    """The seed's mild geometry plus brightness, and contrast; pixels stay in [0, 255].
+
+    Kept in float32 under mixed precision: pixel arithmetic needs no speed-up, and some ops lack half kernels.
+    """
     return keras.Sequential(
         [
-            keras.layers.RandomFlip("horizontal"),
-            keras.layers.RandomRotation(0.05, fill_mode="constant"),
-            keras.layers.RandomZoom(0.1, fill_mode="constant"),
-            keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0)),
-            keras.layers.RandomContrast(0.15),
+            keras.layers.RandomFlip("horizontal", dtype="float32"),
+            keras.layers.RandomRotation(0.05, fill_mode="constant", dtype="float32"),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", dtype="float32"),
+            keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0), dtype="float32"),
+            keras.layers.RandomContrast(0.15, dtype="float32"),
         ],
         name="augment",
     )

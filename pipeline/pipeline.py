@@ -69,8 +69,8 @@ def training_components(ingested: Ingestion, train: TrainConfig) -> list[BaseNod
 
 
 def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
-    """Only ingestion and validation: for checking a new data drop."""
-    return _pipeline(run, f"{run.pipeline_name}-ingest", ingestion(run.data_root, data).components)
+    """Only ingestion and validation, for a new data drop; same name as the full pipeline, so they share a cache."""
+    return _pipeline(run, run.pipeline_name, ingestion(run.data_root, data).components)
 
 
 def create_pipeline(run: RunConfig, data: DataConfig, train: TrainConfig) -> tfx.dsl.Pipeline:

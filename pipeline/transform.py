@@ -33,4 +33,5 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
         features.LABEL: label,
         features.BODY_PART: body_part,
         features.STUDY_ID: tf.reshape(inputs[features.STUDY_ID], [-1]),
+        features.SOURCE_PATH: tf.reshape(inputs[features.SOURCE_PATH], [-1]),
     }

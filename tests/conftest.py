@@ -4,7 +4,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 
-from mura.config import SampleConfig
+from mura.config import DataConfig, RunConfig, SampleConfig, TrainConfig
 from mura.synthetic.dataset import write_sample
 
 # Tiny shapes: enough studies for every body part and split, small images.
@@ -19,11 +19,30 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory):
     return root
 
 
-@pytest.fixture(scope="session")
-def ingestion_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
-    """One ingestion pipeline run (BeamDagRunner) on the tiny sample, shared by the tests that inspect it."""
-    from mura.config import DataConfig, RunConfig
-    from pipeline.ingest import run_ingestion
+# The full pipeline in miniature: 32-pixel images, a few steps. Enough to exercise every component for real.
+TINY_TRAIN = TrainConfig(
+    image_size=32,
+    batch_size=8,
+    base_weights="none",
+    head_epochs=0,
+    finetune_epochs=1,
+    steps_per_epoch=3,
+    eval_steps=2,
+    dense_units=16,
+)
 
-    run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("ingest")))
-    return run, run_ingestion(run, DataConfig())
+
+@pytest.fixture(scope="session")
+def pipeline_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
+    """One run of the whole pipeline (BeamDagRunner) on the tiny sample, shared by every test that inspects one.
+
+    Returns the run's configuration and its ingestion summary.
+    """
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    from pipeline.ingest import read_ingestion_summary
+    from pipeline.pipeline import create_pipeline
+
+    run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("pipeline")))
+    BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN))
+    return run, read_ingestion_summary(run.metadata)

@@ -42,8 +42,8 @@ def read_split(examples_uri: str, split: str) -> list[dict]:
     return [{k: v.numpy() for k, v in tf.io.parse_single_example(r, FEATURES).items()} for r in dataset]
 
 
-def test_examples_hold_every_accepted_image_by_patient_split(ingestion_run, sample_root: Path) -> None:
-    _, summary = ingestion_run
+def test_examples_hold_every_accepted_image_by_patient_split(pipeline_run, sample_root: Path) -> None:
+    _, summary = pipeline_run
     index = read_mura(sample_root, progress=False)
     expected = {r.source_path: r for r in index.images}
     seen, split_of_patient = {}, defaultdict(set)
@@ -72,15 +72,15 @@ def test_examples_hold_every_accepted_image_by_patient_split(ingestion_run, samp
     assert Path(summary.rejected_report).read_text().splitlines() == ["path,reason,detail,csv_file,line"]
 
 
-def test_validation_found_no_anomaly_and_measured_drift(ingestion_run) -> None:
-    _, summary = ingestion_run
+def test_validation_found_no_anomaly_and_measured_drift(pipeline_run) -> None:
+    _, summary = pipeline_run
     assert summary.anomalies == {"train": [], "eval": [], "test": []}
     assert {d["feature"] for d in summary.drift} == {"body_part", "label"}
     assert all(0 <= d["distance"] <= 1 for d in summary.drift)
 
 
-def test_the_ingest_command_reports_a_cached_rerun(ingestion_run) -> None:
-    run, summary = ingestion_run
+def test_the_ingest_command_reports_a_cached_rerun(pipeline_run) -> None:
+    run, summary = pipeline_run
     mura = str(Path(sys.executable).parent / "mura")
     result = subprocess.run(
         [mura, "ingest", run.data_root, "--output", run.pipeline_root], capture_output=True, text=True, timeout=600

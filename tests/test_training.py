@@ -1,0 +1,124 @@
+"""Transform and Trainer in the shared pipeline run: the SavedModel, its signatures, and no serving skew."""
+
+import glob
+import io
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from PIL import Image
+
+from mura import features
+from mura.reader import read_mura
+from pipeline.trainer import SERVING_DEFAULT, SERVING_EXAMPLES, label_counts
+from tests.conftest import TINY_TRAIN
+
+
+def only(pattern: str) -> str:
+    [match] = glob.glob(pattern)
+    return match
+
+
+@pytest.fixture(scope="module")
+def serving_dir(pipeline_run) -> str:
+    run, _ = pipeline_run
+    return only(os.path.join(run.pipeline_root, "Trainer", "model", "*", "Format-Serving"))
+
+
+@pytest.fixture(scope="module")
+def serving(serving_dir: str):
+    return tf.saved_model.load(serving_dir)
+
+
+def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
+    rng = np.random.default_rng(sum(size))
+    pixels = rng.integers(0, 255, size=(size[1], size[0], 3 if mode == "RGB" else 1), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze()).convert(mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_serving_default_takes_png_and_jpeg_bytes_of_any_size(serving) -> None:
+    images = [
+        encoded("L", (57, 300), "PNG"),
+        encoded("RGB", (512, 389), "PNG"),
+        encoded("L", (40, 40), "JPEG"),
+        encoded("RGB", (1024, 700), "JPEG"),
+    ]
+    outputs = serving.signatures[SERVING_DEFAULT](images=tf.constant(images))
+    probability, abnormal = outputs["probability"].numpy(), outputs["abnormal"].numpy()
+    assert probability.shape == abnormal.shape == (4,)
+    assert ((probability >= 0) & (probability <= 1)).all()
+    np.testing.assert_array_equal(abnormal, (probability > TINY_TRAIN.threshold).astype(np.int64))
+
+
+def test_undecodable_bytes_are_an_error_not_a_blank_image(serving) -> None:
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serving.signatures[SERVING_DEFAULT](images=tf.constant([b"\x89PNG\r\n\x1a\n but no more"]))
+
+
+def transformed_test_examples(run) -> list[dict]:
+    files = glob.glob(os.path.join(run.pipeline_root, "Transform", "transformed_examples", "*", "Split-test", "*.gz"))
+    spec = {
+        features.PIXELS: tf.io.FixedLenFeature([], tf.string),
+        features.SOURCE_PATH: tf.io.FixedLenFeature([], tf.string),
+        features.LABEL: tf.io.FixedLenFeature([], tf.int64),
+    }
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return [tf.io.parse_single_example(r, spec) for r in records]
+
+
+def test_no_skew_between_raw_bytes_served_and_the_model_on_transformed_examples(
+    pipeline_run, serving, serving_dir: str, sample_root: Path
+) -> None:
+    run, _ = pipeline_run
+    examples = transformed_test_examples(run)[:24]
+    assert examples
+    pixels = np.stack([tf.io.parse_tensor(e[features.PIXELS], tf.uint8).numpy() for e in examples])
+    assert pixels.shape[1:] == (TINY_TRAIN.image_size, TINY_TRAIN.image_size, 1) and pixels.dtype == np.uint8
+    model = keras.models.load_model(serving_dir)
+    on_transformed = model.predict({features.PIXELS: pixels}, verbose=0).reshape(-1)
+    raw = [(sample_root / e[features.SOURCE_PATH].numpy().decode()).read_bytes() for e in examples]
+    on_raw = serving.signatures[SERVING_DEFAULT](images=tf.constant(raw))["probability"].numpy()
+    np.testing.assert_allclose(on_raw, on_transformed, atol=1e-5)
+
+
+def test_serving_examples_scores_serialized_examples_like_raw_bytes(serving, sample_root: Path) -> None:
+    paths = sorted(sample_root.rglob("valid/*/*/*/*.png"))[:5]
+    images = [p.read_bytes() for p in paths]
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    features.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                    features.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+                }
+            )
+        ).SerializeToString()
+        for image in images
+    ]
+    by_example = serving.signatures[SERVING_EXAMPLES](examples=tf.constant(examples))["probability"].numpy()
+    by_bytes = serving.signatures[SERVING_DEFAULT](images=tf.constant(images))["probability"].numpy()
+    np.testing.assert_allclose(by_example, by_bytes, atol=1e-6)
+
+
+def test_transform_counted_train_labels_per_body_part(pipeline_run, sample_root: Path) -> None:
+    run, _ = pipeline_run
+    tft_output = tft.TFTransformOutput(only(os.path.join(run.pipeline_root, "Transform", "transform_graph", "*")))
+    expected = Counter(
+        (r.body_part, r.label) for r in read_mura(sample_root, progress=False).images if r.split == "train"
+    )
+    assert label_counts(tft_output) == dict(expected)
+
+
+def test_training_wrote_tensorboard_logs(pipeline_run) -> None:
+    run, _ = pipeline_run
+    logs = glob.glob(
+        os.path.join(run.pipeline_root, "Trainer", "model_run", "*", "**", "events.out.tfevents.*"), recursive=True
+    )
+    assert logs
