@@ -104,8 +104,8 @@ def test_findings_change_the_pixels_where_the_bone_is() -> None:
 
 
 def test_images_look_like_radiographs(sample_root: Path) -> None:
-    """Dark field, brighter bone: the darkest decile is dark and the brightest is bright."""
+    """Dark field, brighter bone: the darkest decile is dark and the brightest pixels stand well above it."""
     for path in sorted(sample_root.rglob("*.png"))[:20]:
         pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
         assert np.percentile(pixels, 10) < 90
-        assert np.percentile(pixels, 99) > 150
+        assert np.percentile(pixels, 99) - np.percentile(pixels, 10) > 70

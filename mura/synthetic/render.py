@@ -131,7 +131,7 @@ def render_view(plan: StudyPlan, width: int, height: int, rng: np.random.Generat
     for index, bone in enumerate(plan.skeleton):
         pieces = [(bone.start, bone.end)]
         if finding and finding.kind == "fracture" and finding.bone == index:
-            shift = finding.side * severity * 0.3 * bone.width  # displacement of the distal fragment
+            shift = finding.side * (0.15 + 0.35 * severity) * bone.width  # displacement of the distal fragment
             pieces = [
                 (bone.start, _along(bone, finding.position)),
                 (_along(bone, finding.position, shift), _along(bone, 1.0, shift)),
@@ -145,9 +145,9 @@ def render_view(plan: StudyPlan, width: int, height: int, rng: np.random.Generat
             a, b = view.point(bone.start), view.point(bone.end)
             cortex.capsule(a, b, view.length(bone.width), view.length(bone.head))
 
-    tissue_level = rng.uniform(55, 100)
+    tissue_level = rng.uniform(50, 90)
     canvas += tissue.mask(12 * px) * (tissue_level - background)
-    bone_gain = rng.uniform(80, 130)
+    bone_gain = rng.uniform(60, 95)  # bone stays well below metal, which saturates
     trabecular = 1.0 + 0.12 * _smooth_noise(rng, size, max(2, round(6 * px)))
     cortex_mask = cortex.mask(1.0 * px)
     canvas += cortex_mask * bone_gain * trabecular - marrow.mask(2.0 * px) * bone_gain * 0.35
@@ -188,8 +188,9 @@ def _draw_finding(
         tilt = math.tan(math.radians(finding.angle)) * half / _length(bone)
         a = view.point(_along(bone, t - tilt, -half))
         b = view.point(_along(bone, t + tilt, half))
-        layer.draw.line([a, b], fill=255, width=max(1, round((1.0 + 2.5 * severity) * px)))
-        return _blend(canvas, layer.mask(0.6 * px) * (0.55 + 0.45 * severity), tissue_level)
+        gap = view.length(bone.width * (0.12 + 0.18 * severity))  # wide enough to survive downscaling
+        layer.draw.line([a, b], fill=255, width=max(1, round(gap)))
+        return _blend(canvas, layer.mask(0.6 * px) * (0.7 + 0.3 * severity), tissue_level)
     if finding.kind == "plate":
         offset = finding.side * bone.width * 0.55
         a, b = view.point(_along(bone, t - 0.18, offset)), view.point(_along(bone, t + 0.18, offset))
@@ -209,18 +210,18 @@ def _draw_finding(
         a, b = view.point(_along(bone, max(0.0, t - 0.35))), view.point(_along(bone, min(1.0, t + 0.35)))
         layer.capsule(a, b, view.length(2 * half))
         weave = 0.85 + 0.15 * np.sign(np.sin(np.arange(canvas.shape[1]) * 0.9 / px))[None, :]
-        return canvas + layer.mask(3 * px) * rng.uniform(28, 50) * severity * weave
+        return canvas + layer.mask(3 * px) * rng.uniform(40, 70) * (0.5 + 0.5 * severity) * weave
     # lesion: a lytic (dark) focus with a sclerotic rim inside the bone
     centre = view.point(_along(bone, t, finding.side * bone.width * 0.1))
-    radius = view.length(bone.width * (0.22 + 0.18 * severity))
+    radius = view.length(bone.width * (0.3 + 0.15 * severity))
     rim = _Layer(size)
     rim.draw.ellipse(
         [centre[0] - radius * 1.35, centre[1] - radius * 1.35, centre[0] + radius * 1.35, centre[1] + radius * 1.35],
         fill=255,
     )
     layer.draw.ellipse([centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius], fill=255)
-    canvas = canvas + rim.mask(1.5 * px) * 25 * severity
-    return _blend(canvas, layer.mask(1.5 * px) * (0.5 + 0.4 * severity), tissue_level)
+    canvas = canvas + rim.mask(1.5 * px) * 30 * severity
+    return _blend(canvas, layer.mask(1.5 * px) * (0.75 + 0.25 * severity), tissue_level)
 
 
 def _draw_jewellery(canvas: np.ndarray, plan: StudyPlan, view: _View, rng: np.random.Generator) -> np.ndarray:
