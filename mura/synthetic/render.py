@@ -131,7 +131,7 @@ def render_view(plan: StudyPlan, width: int, height: int, rng: np.random.Generat
     for index, bone in enumerate(plan.skeleton):
         pieces = [(bone.start, bone.end)]
         if finding and finding.kind == "fracture" and finding.bone == index:
-            shift = finding.side * (0.15 + 0.35 * severity) * bone.width  # displacement of the distal fragment
+            shift = finding.side * (0.25 + 0.35 * severity) * bone.width  # displacement of the distal fragment
             pieces = [
                 (bone.start, _along(bone, finding.position)),
                 (_along(bone, finding.position, shift), _along(bone, 1.0, shift)),
@@ -188,19 +188,20 @@ def _draw_finding(
         tilt = math.tan(math.radians(finding.angle)) * half / _length(bone)
         a = view.point(_along(bone, t - tilt, -half))
         b = view.point(_along(bone, t + tilt, half))
-        gap = view.length(bone.width * (0.12 + 0.18 * severity))  # wide enough to survive downscaling
+        gap = view.length(bone.width * (0.2 + 0.2 * severity))  # wide enough to survive downscaling
         layer.draw.line([a, b], fill=255, width=max(1, round(gap)))
         return _blend(canvas, layer.mask(0.6 * px) * (0.7 + 0.3 * severity), tissue_level)
     if finding.kind == "plate":
         offset = finding.side * bone.width * 0.55
-        a, b = view.point(_along(bone, t - 0.18, offset)), view.point(_along(bone, t + 0.18, offset))
-        layer.capsule(a, b, view.length(bone.width * 0.28))
+        a, b = view.point(_along(bone, t - 0.25, offset)), view.point(_along(bone, t + 0.25, offset))
+        layer.capsule(a, b, view.length(bone.width * 0.4))
         for k in range(int(rng.integers(3, 7))):
-            s = t - 0.15 + 0.3 * k / 5
-            layer.capsule(view.point(_along(bone, s, offset)), view.point(_along(bone, s, -offset * 0.9)), 2.2 * px)
+            s = t - 0.22 + 0.44 * k / 5
+            ends = view.point(_along(bone, s, offset * 1.1)), view.point(_along(bone, s, -offset * 1.1))
+            layer.capsule(*ends, view.length(bone.width * 0.15))
         return _blend(canvas, layer.mask(0.5 * px), rng.uniform(235, 255))
     if finding.kind == "nail":
-        layer.capsule(view.point(_along(bone, 0.08)), view.point(_along(bone, 0.92)), view.length(bone.width * 0.22))
+        layer.capsule(view.point(_along(bone, 0.08)), view.point(_along(bone, 0.92)), view.length(bone.width * 0.32))
         for s in (0.15, 0.85):
             half = bone.width * 0.6
             layer.capsule(view.point(_along(bone, s, -half)), view.point(_along(bone, s, half)), 2.0 * px)
@@ -210,10 +211,10 @@ def _draw_finding(
         a, b = view.point(_along(bone, max(0.0, t - 0.35))), view.point(_along(bone, min(1.0, t + 0.35)))
         layer.capsule(a, b, view.length(2 * half))
         weave = 0.85 + 0.15 * np.sign(np.sin(np.arange(canvas.shape[1]) * 0.9 / px))[None, :]
-        return canvas + layer.mask(3 * px) * rng.uniform(40, 70) * (0.5 + 0.5 * severity) * weave
+        return canvas + layer.mask(3 * px) * rng.uniform(55, 85) * (0.6 + 0.4 * severity) * weave
     # lesion: a lytic (dark) focus with a sclerotic rim inside the bone
     centre = view.point(_along(bone, t, finding.side * bone.width * 0.1))
-    radius = view.length(bone.width * (0.3 + 0.15 * severity))
+    radius = view.length(bone.width * (0.35 + 0.15 * severity))
     rim = _Layer(size)
     rim.draw.ellipse(
         [centre[0] - radius * 1.35, centre[1] - radius * 1.35, centre[0] + radius * 1.35, centre[1] + radius * 1.35],
