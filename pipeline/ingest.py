@@ -13,7 +13,7 @@ from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
 from mura.config import DataConfig, RunConfig
 from mura.splits import PIPELINE_SPLITS
-from pipeline.metadata import latest_artifact, latest_execution, open_store, property_value
+from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
 from pipeline.pipeline import create_ingestion_pipeline
 
 
@@ -37,11 +37,12 @@ def run_ingestion(run: RunConfig, data: DataConfig) -> IngestionSummary:
 def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
     store = open_store(metadata_path)
     execution = latest_execution(store, "MuraExampleGen")
-    examples = latest_artifact(store, "Examples")
-    rejected = latest_artifact(store, "MuraRejectedImages")
-    report = latest_artifact(store, "MuraDataValidationReport")
-    if execution is None or examples is None or rejected is None:
+    if execution is None:
         raise LookupError(f"no completed ingestion recorded in {metadata_path}")
+    outputs = outputs_of(store, execution)
+    examples, rejected = outputs["Examples"], outputs["MuraRejectedImages"]
+    gate = latest_execution(store, "DataValidationGate")
+    report = outputs_of(store, gate)["MuraDataValidationReport"] if gate else None
     props = execution.custom_properties
     summary = IngestionSummary(
         image_rows=int(property_value(props, "image_rows") or 0),

@@ -13,11 +13,6 @@ def open_store(sqlite_path: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def latest_artifact(store: mlmd.MetadataStore, type_name: str) -> metadata_store_pb2.Artifact | None:
-    artifacts = store.get_artifacts_by_type(type_name)
-    return max(artifacts, key=lambda a: a.id) if artifacts else None
-
-
 def latest_execution(store: mlmd.MetadataStore, component_class: str) -> metadata_store_pb2.Execution | None:
     """The newest run (not cache hit) of a component, by the last part of its type name (`MuraExampleGen`)."""
     executions = [
@@ -26,6 +21,14 @@ def latest_execution(store: mlmd.MetadataStore, component_class: str) -> metadat
         if e.type.rsplit(".", 1)[-1] == component_class and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
     ]
     return max(executions, key=lambda e: e.id) if executions else None
+
+
+def outputs_of(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> dict[str, object]:
+    """The artifacts an execution wrote, by artifact type name (e.g. `Examples`)."""
+    events = store.get_events_by_execution_ids([execution.id])
+    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    return {types[a.type_id]: a for a in store.get_artifacts_by_id(ids)}
 
 
 def property_value(properties, key: str) -> int | float | str | None:
