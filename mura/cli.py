@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -32,6 +33,24 @@ def main() -> None:
     """
 
 
+def _data_options(command: Callable) -> Callable:
+    """--max-rejected-fraction and --eval-fraction, with DataConfig's defaults."""
+    command = click.option(
+        "--eval-fraction",
+        type=click.FloatRange(0.0, 1.0, max_open=True),
+        default=_DATA.eval_fraction,
+        show_default=True,
+        help="Share of train patients carved out as the eval split.",
+    )(command)
+    return click.option(
+        "--max-rejected-fraction",
+        type=click.FloatRange(0.0, 1.0),
+        default=_DATA.max_rejected_fraction,
+        show_default=True,
+        help="Exit non-zero when more than this share of image rows is rejected.",
+    )(command)
+
+
 @main.command()
 @click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -39,20 +58,7 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every rejected CSV row here as CSV (path,reason,detail,csv_file,line).",
 )
-@click.option(
-    "--max-rejected-fraction",
-    type=click.FloatRange(0.0, 1.0),
-    default=_DATA.max_rejected_fraction,
-    show_default=True,
-    help="Exit non-zero when more than this share of image rows is rejected.",
-)
-@click.option(
-    "--eval-fraction",
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=_DATA.eval_fraction,
-    show_default=True,
-    help="Share of train patients carved out as the eval split.",
-)
+@_data_options
 def audit(data_root: Path, rejected_report: Path | None, max_rejected_fraction: float, eval_fraction: float) -> None:
     """Check a MURA root: images per split and body part, what was rejected and why.
 
@@ -140,20 +146,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Pipeline root for the run's artifacts and its ML Metadata (metadata.sqlite).",
 )
-@click.option(
-    "--max-rejected-fraction",
-    type=click.FloatRange(0.0, 1.0),
-    default=_DATA.max_rejected_fraction,
-    show_default=True,
-    help="Fail when more than this share of image rows is rejected (the reader's and undecodable images).",
-)
-@click.option(
-    "--eval-fraction",
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=_DATA.eval_fraction,
-    show_default=True,
-    help="Share of train patients carved out as the eval split.",
-)
+@_data_options
 @click.option("--drift-is-fatal", is_flag=True, help="Fail when train/test drift exceeds the schema's thresholds.")
 @click.option(
     "--beam-arg",
