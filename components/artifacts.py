@@ -13,3 +13,9 @@ class DataValidationReport(Artifact):
     """`report.json`: the anomalies per split and the train/test drift of body part and label."""
 
     TYPE_NAME = "MuraDataValidationReport"
+
+
+class StudyEvaluation(Artifact):
+    """study_metrics.json/csv (kappa and AUROC per body part, the paper's values beside) and predictions.csv."""
+
+    TYPE_NAME = "MuraStudyEvaluation"

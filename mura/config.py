@@ -38,6 +38,13 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """What a candidate model must reach to be pushed."""
+
+    study_kappa_floor: float = 0.0  # overall study-level Cohen's kappa on the test split
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Where a pipeline run reads and writes, and how Beam runs its components."""
 

@@ -30,6 +30,7 @@ class ImagePrediction:
     body_part: str
     label: int
     probability: float
+    study_path: str = ""  # as MURA's CSVs spell it: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class StudyPrediction:
     label: int
     probability: float  # mean over the study's images
     abnormal: int
+    study_path: str = ""
 
 
 def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> list[StudyPrediction]:
@@ -52,7 +54,14 @@ def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> li
             raise ValueError(f"study {study_id} has images with different labels or body parts")
         probability = float(np.mean([m.probability for m in members]))
         studies.append(
-            StudyPrediction(study_id, members[0].body_part, members[0].label, probability, int(probability > threshold))
+            StudyPrediction(
+                study_id,
+                members[0].body_part,
+                members[0].label,
+                probability,
+                int(probability > threshold),
+                members[0].study_path,
+            )
         )
     return studies
 
@@ -97,3 +106,13 @@ def study_table(studies: list[StudyPrediction]) -> list[StudyMetrics]:
             )
         )
     return rows
+
+
+def study_path(image_source_path: str) -> str:
+    """The study folder of an image path, with the trailing slash of MURA's labeled-studies CSVs."""
+    return image_source_path.rsplit("/", 1)[0] + "/"
+
+
+def official_rows(studies: list[StudyPrediction]) -> list[tuple[str, int]]:
+    """The official scoring script's input: header-less `Study,Model` rows, the verdict as 0/1."""
+    return [(s.study_path, s.abnormal) for s in studies]

@@ -10,7 +10,8 @@ from tfx.dsl.components.base.base_node import BaseNode
 
 from components.data_validation_gate import DataValidationGate
 from components.mura_example_gen.component import MuraExampleGen
-from mura.config import DataConfig, RunConfig, TrainConfig
+from components.study_evaluator import StudyEvaluator
+from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
 
@@ -48,8 +49,9 @@ def ingestion(data_root: str, data: DataConfig) -> Ingestion:
     return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate)
 
 
-def training_components(ingested: Ingestion, train: TrainConfig) -> list[BaseNode]:
-    """Transform (decode, resize, count labels) and Trainer (ResNet50V2), both behind the validation gate."""
+def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfig) -> list[BaseNode]:
+    """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, then MURA's
+    study-level evaluation."""
     custom_config = {"train": asdict(train)}
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
@@ -65,7 +67,13 @@ def training_components(ingested: Ingestion, train: TrainConfig) -> list[BaseNod
         schema=ingested.schema_importer.outputs["schema"],
         custom_config=custom_config,
     )
-    return [transform, trainer]
+    study_evaluator = StudyEvaluator(
+        model=trainer.outputs["model"],
+        examples=ingested.example_gen.outputs["examples"],
+        threshold=train.threshold,
+        kappa_floor=gate.study_kappa_floor,
+    )
+    return [transform, trainer, study_evaluator]
 
 
 def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
@@ -73,9 +81,12 @@ def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipel
     return _pipeline(run, run.pipeline_name, ingestion(run.data_root, data).components)
 
 
-def create_pipeline(run: RunConfig, data: DataConfig, train: TrainConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    run: RunConfig, data: DataConfig, train: TrainConfig, gate: GateConfig | None = None
+) -> tfx.dsl.Pipeline:
     ingested = ingestion(run.data_root, data)
-    return _pipeline(run, run.pipeline_name, ingested.components + training_components(ingested, train))
+    components = ingested.components + training_components(ingested, train, gate or GateConfig())
+    return _pipeline(run, run.pipeline_name, components)
 
 
 def _pipeline(run: RunConfig, name: str, components: list[BaseNode]) -> tfx.dsl.Pipeline:

@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from mura.study_metrics import ImagePrediction, aggregate_studies, cohen_kappa, study_table
+from mura.study_metrics import (
+    ImagePrediction,
+    aggregate_studies,
+    cohen_kappa,
+    official_rows,
+    study_path,
+    study_table,
+)
 
 
 def image(study: str, part: str, label: int, p: float) -> ImagePrediction:
@@ -76,3 +83,10 @@ def test_the_study_table_by_body_part_and_overall() -> None:
 def test_auroc_is_none_for_a_group_with_one_class() -> None:
     studies = aggregate_studies([image("a", "XR_HAND", 0, 0.2), image("b", "XR_HAND", 0, 0.7)], 0.5)
     assert study_table(studies)[0].auroc is None
+
+
+def test_official_rows_name_the_study_folder_as_mura_does() -> None:
+    path = study_path("MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image3.png")
+    assert path == "MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/"
+    images = [ImagePrediction("XR_WRIST/patient11185/study1", "XR_WRIST", 1, p, path) for p in (0.7, 0.9)]
+    assert official_rows(aggregate_studies(images, 0.5)) == [(path, 1)]

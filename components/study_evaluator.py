@@ -1,0 +1,104 @@
+"""MURA's official evaluation as a component: study-level kappa and AUROC per body part, and a blessing.
+
+It scores the raw `test` examples through the candidate's own `serving_examples` signature (so what is measured
+is what will be served), averages image probabilities per study, writes the paper-style table (JSON and CSV)
+and the official scoring script's input, and blesses the model when the overall study kappa reaches the floor.
+"""
+
+import csv
+import io
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
+
+from components.artifacts import StudyEvaluation
+from components.failure_reports import write_text
+from mura import features
+from mura.study_metrics import ImagePrediction, aggregate_studies, official_rows, study_path, study_table
+
+METRICS_JSON = "study_metrics.json"
+METRICS_CSV = "study_metrics.csv"
+PREDICTIONS_CSV = "predictions.csv"  # header-less Study,Model rows, as MURA's scoring script reads them
+SERVING_EXAMPLES = "serving_examples"
+
+_SPEC = {
+    features.LABEL: tf.io.FixedLenFeature([], tf.int64),
+    features.BODY_PART: tf.io.FixedLenFeature([], tf.string),
+    features.STUDY_ID: tf.io.FixedLenFeature([], tf.string),
+    features.SOURCE_PATH: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def score_images(model_dir: str, files: "list[str]", batch_size: int) -> "list[ImagePrediction]":
+    predict = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES]
+    images = []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
+        probability = predict(examples=batch)["probability"].numpy()
+        parsed = tf.io.parse_example(batch, _SPEC)
+        for i, p in enumerate(probability):
+            source = parsed[features.SOURCE_PATH][i].numpy().decode()
+            images.append(
+                ImagePrediction(
+                    study_id=parsed[features.STUDY_ID][i].numpy().decode(),
+                    body_part=parsed[features.BODY_PART][i].numpy().decode(),
+                    label=int(parsed[features.LABEL][i]),
+                    probability=float(p),
+                    study_path=study_path(source),
+                )
+            )
+    return images
+
+
+def _csv(rows: "list[list[object]]") -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+@component
+def StudyEvaluator(
+    model: InputArtifact[Model],
+    examples: InputArtifact[Examples],
+    evaluation: OutputArtifact[StudyEvaluation],
+    blessing: OutputArtifact[ModelBlessing],
+    threshold: Parameter[float] = 0.5,
+    kappa_floor: Parameter[float] = 0.0,
+    split: Parameter[str] = "test",
+    batch_size: Parameter[int] = 64,
+) -> None:
+    """Blesses the model when its overall study-level kappa on `split` is at least `kappa_floor`."""
+    files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+    if not files:
+        raise ValueError(f"no examples in split '{split}' under {examples.uri}")
+    studies = aggregate_studies(score_images(os.path.join(model.uri, "Format-Serving"), files, batch_size), threshold)
+    table = study_table(studies)
+    overall = table[-1]
+    blessed = overall.kappa >= kappa_floor
+    write_text(
+        os.path.join(evaluation.uri, METRICS_JSON),
+        json.dumps(
+            {
+                "split": split,
+                "threshold": threshold,
+                "kappa_floor": kappa_floor,
+                "blessed": blessed,
+                "rows": [row.__dict__ for row in table],
+            },
+            indent=2,
+        ),
+    )
+    header = ["group", "studies", "kappa", "auroc", "radiologist_kappa", "paper_kappa"]
+    write_text(
+        os.path.join(evaluation.uri, METRICS_CSV), _csv([header] + [[getattr(r, h) for h in header] for r in table])
+    )
+    write_text(os.path.join(evaluation.uri, PREDICTIONS_CSV), _csv([list(row) for row in official_rows(studies)]))
+    evaluation.set_float_custom_property("overall_kappa", overall.kappa)
+    if overall.auroc is not None:
+        evaluation.set_float_custom_property("overall_auroc", overall.auroc)
+    blessing.set_int_custom_property("blessed", int(blessed))
+    logging.info("Study-level kappa %.3f (floor %.3f): %s", overall.kappa, kappa_floor, "blessed" if blessed else "not")
