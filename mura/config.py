@@ -42,6 +42,7 @@ class GateConfig:
     """What a candidate model must reach to be pushed."""
 
     study_kappa_floor: float = 0.0  # overall study-level Cohen's kappa on the test split
+    model_name: str = "mura"  # the folder under the serving root, and TF Serving's model name
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ class RunConfig:
     pipeline_root: str  # TFX artifacts
     pipeline_name: str = "mura"
     metadata_path: str = ""  # ML Metadata SQLite file; empty = <pipeline_root>/metadata.sqlite
+    serving_root: str = ""  # where blessed models are pushed; empty = <pipeline_root>/serving
     beam_pipeline_args: tuple[str, ...] = ("--direct_num_workers=1",)
 
     @property
     def metadata(self) -> str:
         return self.metadata_path or f"{self.pipeline_root.rstrip('/')}/metadata.sqlite"
+
+    @property
+    def serving(self) -> str:
+        return self.serving_root or f"{self.pipeline_root.rstrip('/')}/serving"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from tfx.dsl.components.base.base_node import BaseNode
 from components.data_validation_gate import DataValidationGate
 from components.mura_example_gen.component import MuraExampleGen
 from components.study_evaluator import StudyEvaluator
+from components.versioned_pusher import VersionedPusher
 from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
@@ -49,9 +50,9 @@ def ingestion(data_root: str, data: DataConfig) -> Ingestion:
     return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate)
 
 
-def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfig) -> list[BaseNode]:
-    """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, then MURA's
-    study-level evaluation."""
+def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfig, serving_root: str) -> list[BaseNode]:
+    """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, MURA's
+    study-level evaluation, and a push of blessed models into TF Serving's folder layout."""
     custom_config = {"train": asdict(train)}
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
@@ -73,7 +74,13 @@ def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfi
         threshold=train.threshold,
         kappa_floor=gate.study_kappa_floor,
     )
-    return [transform, trainer, study_evaluator]
+    pusher = VersionedPusher(
+        model=trainer.outputs["model"],
+        study_blessing=study_evaluator.outputs["blessing"],
+        serving_root=serving_root,
+        model_name=gate.model_name,
+    )
+    return [transform, trainer, study_evaluator, pusher]
 
 
 def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
@@ -85,7 +92,7 @@ def create_pipeline(
     run: RunConfig, data: DataConfig, train: TrainConfig, gate: GateConfig | None = None
 ) -> tfx.dsl.Pipeline:
     ingested = ingestion(run.data_root, data)
-    components = ingested.components + training_components(ingested, train, gate or GateConfig())
+    components = ingested.components + training_components(ingested, train, gate or GateConfig(), run.serving)
     return _pipeline(run, run.pipeline_name, components)
 
 

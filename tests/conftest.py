@@ -4,7 +4,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 
-from mura.config import DataConfig, RunConfig, SampleConfig, TrainConfig
+from mura.config import DataConfig, GateConfig, RunConfig, SampleConfig, TrainConfig
 from mura.synthetic.dataset import write_sample
 
 # Tiny shapes: enough studies for every body part and split, small images.
@@ -44,5 +44,6 @@ def pipeline_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
     from pipeline.pipeline import create_pipeline
 
     run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("pipeline")))
-    BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN))
+    # A floor no model misses, so the barely trained tiny model is blessed and pushed.
+    BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN, GateConfig(study_kappa_floor=-1.0)))
     return run, read_ingestion_summary(run.metadata)

@@ -1,6 +1,7 @@
 """StudyEvaluator in the shared pipeline run: MURA's study-level table, the official CSV, the blessing."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -56,3 +57,48 @@ def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:
     assert property_value(blessing.custom_properties, "blessed") == int(kappa >= report["kappa_floor"])
     assert report["blessed"] == (kappa >= report["kappa_floor"])
     assert glob.glob(os.path.join(artifact.uri, "*.csv"))
+
+
+def test_a_blessed_model_is_pushed_as_version_1_of_the_serving_root(pipeline_run, evaluation) -> None:
+    run, _ = pipeline_run
+    _, blessing = evaluation
+    assert property_value(blessing.custom_properties, "blessed") == 1  # the shared run's floor is -1
+    store = open_store(run.metadata)
+    pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]
+    assert property_value(pushed.custom_properties, "pushed") == 1
+    assert property_value(pushed.custom_properties, "pushed_version") == 1
+    assert sorted(os.listdir(os.path.join(run.serving, "mura"))) == ["1"]
+    assert os.path.exists(os.path.join(run.serving, "mura", "1", "saved_model.pb"))
+
+
+def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipeline_run, tmp_path: Path) -> None:
+    """The same run again with an unreachable kappa floor: upstream comes from TFX's cache, the gate says no."""
+    import hashlib
+    import shutil
+
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    from mura.config import DataConfig, GateConfig
+    from pipeline.pipeline import create_pipeline
+    from tests.conftest import TINY_TRAIN
+
+    run, _ = pipeline_run
+    root = tmp_path / "rerun"
+    shutil.copytree(run.pipeline_root, root)  # metadata and serving root; cached artifacts stay where they are
+    rerun = dataclasses.replace(run, pipeline_root=str(root))
+
+    def digest() -> str:
+        files = sorted((root / "serving").rglob("*"))
+        return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
+
+    before = digest()
+    BeamDagRunner().run(create_pipeline(rerun, DataConfig(), TINY_TRAIN, GateConfig(study_kappa_floor=1.01)))
+    store = open_store(rerun.metadata)
+    blessing = outputs_of(store, latest_execution(store, "StudyEvaluator"))["ModelBlessing"]
+    pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]
+    assert property_value(blessing.custom_properties, "blessed") == 0
+    assert property_value(pushed.custom_properties, "pushed") == 0
+    assert sorted(os.listdir(root / "serving" / "mura")) == ["1"]
+    assert digest() == before
+    trainers = [e for e in store.get_executions() if e.type.endswith("Trainer")]
+    assert len(trainers) == 2 and trainers[-1].last_known_state == trainers[-1].CACHED
