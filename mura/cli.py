@@ -14,7 +14,7 @@ import click
 from tabulate import tabulate
 
 from mura.audit import format_rejections, pipeline_table, reasons_table, source_table
-from mura.config import DataConfig, RunConfig, SampleConfig
+from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfig
 from mura.layout import DATASET_DIR
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
@@ -196,3 +196,77 @@ def ingest(
         drift = [[d["feature"], d["distance"], d["threshold"], "yes" if d["exceeded"] else "no"] for d in summary.drift]
         click.echo("\nDrift, train vs test (L-infinity):\n")
         click.echo(tabulate(drift, headers=["feature", "distance", "threshold", "exceeded"]))
+
+
+@main.group()
+def pipeline() -> None:
+    """Run the whole TFX pipeline: ingestion, validation, Transform, Trainer, study evaluation, push."""
+
+
+@pipeline.command("run")
+@click.option("--data-root", required=True, help="The folder that holds MURA-v1.1/ (local path or URI).")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="demo",
+    show_default=True,
+    help="Training settings: smoke (minutes, learns nothing), demo (2 CPU cores), full (MURA on GPUs).",
+)
+@click.option(
+    "--pipeline-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/pipeline"),
+    show_default=True,
+    help="Artifacts and ML Metadata; re-runs reuse unchanged steps (TFX cache).",
+)
+@click.option("--serving-root", default="", help="Where blessed models go. [default: <pipeline-root>/serving]")
+@click.option("--model-name", default=GateConfig().model_name, show_default=True)
+@click.option(
+    "--kappa-floor",
+    type=float,
+    default=GateConfig().study_kappa_floor,
+    show_default=True,
+    help="Overall study-level Cohen's kappa on the test split a model needs to be pushed.",
+)
+@click.option("--beam-arg", "beam_args", multiple=True, help="A Beam pipeline argument, repeatable.")
+@click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs (training progress among them).")
+def pipeline_run(
+    data_root: str,
+    profile: str,
+    pipeline_root: Path,
+    serving_root: str,
+    model_name: str,
+    kappa_floor: float,
+    beam_args: tuple[str, ...],
+    verbose: bool,
+) -> None:
+    """Run ExampleGen -> validation -> Transform -> Trainer -> study evaluation -> push, locally with Beam.
+
+    Prints MURA's study-level table (kappa and AUROC per body part, with the paper's values beside them) and
+    where the model was pushed, or why it was not.
+    """
+    _quiet_tensorflow(verbose)
+    from pipeline.run import run_pipeline
+
+    run = RunConfig(data_root=data_root, pipeline_root=str(pipeline_root.absolute()), serving_root=serving_root)
+    if beam_args:
+        run = dataclasses.replace(run, beam_pipeline_args=beam_args)
+    gate = GateConfig(study_kappa_floor=kappa_floor, model_name=model_name)
+    click.echo(f"Running the pipeline on {data_root} with the {profile} profile (Beam, {run.pipeline_root})")
+    try:
+        summary = run_pipeline(run, DataConfig(), PROFILES[profile], gate)
+    except (DataQualityError, MuraLayoutError) as error:
+        raise click.ClickException(str(error)) from None
+    headers = ["", "studies", "kappa", "AUROC", "best radiologist", "MURA paper"]
+    rows = [
+        [r["group"], r["studies"], r["kappa"], r["auroc"], r["radiologist_kappa"], r["paper_kappa"]]
+        for r in summary.table
+    ]
+    click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
+    click.echo(tabulate(rows, headers=headers, floatfmt=".3f", missingval="-"))
+    click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
+    overall = summary.table[-1]["kappa"]
+    if summary.pushed_to:
+        click.echo(f"Pushed to {summary.pushed_to} (overall kappa {overall:.3f} >= floor {summary.kappa_floor}).")
+    else:
+        click.echo(f"Not pushed: overall study kappa {overall:.3f} is below the floor {summary.kappa_floor}.")

@@ -97,6 +97,17 @@ class TrainConfig:
 
 
 PROFILES = {
+    # Proves an install end to end in minutes: every component runs for real, the model learns nothing.
+    "smoke": TrainConfig(
+        image_size=32,
+        batch_size=8,
+        base_weights="none",
+        head_epochs=0,
+        finetune_epochs=1,
+        steps_per_epoch=3,
+        eval_steps=2,
+        dense_units=16,
+    ),
     # Two CPU cores, the synthetic MURA, no network: random initialisation, small images, the whole net trained.
     "demo": TrainConfig(
         image_size=64,

@@ -4,7 +4,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 
-from mura.config import DataConfig, GateConfig, RunConfig, SampleConfig, TrainConfig
+from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfig
 from mura.synthetic.dataset import write_sample
 
 # Tiny shapes: enough studies for every body part and split, small images.
@@ -20,16 +20,7 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory):
 
 
 # The full pipeline in miniature: 32-pixel images, a few steps. Enough to exercise every component for real.
-TINY_TRAIN = TrainConfig(
-    image_size=32,
-    batch_size=8,
-    base_weights="none",
-    head_epochs=0,
-    finetune_epochs=1,
-    steps_per_epoch=3,
-    eval_steps=2,
-    dense_units=16,
-)
+TINY_TRAIN = PROFILES["smoke"]
 
 
 @pytest.fixture(scope="session")

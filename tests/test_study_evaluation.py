@@ -102,3 +102,21 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     assert digest() == before
     trainers = [e for e in store.get_executions() if e.type.endswith("Trainer")]
     assert len(trainers) == 2 and trainers[-1].last_known_state == trainers[-1].CACHED
+
+
+def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_run) -> None:
+    """The shared run again through the CLI: every step is a cache hit, the report is read back."""
+    import subprocess
+    import sys
+
+    run, _ = pipeline_run
+    mura = str(Path(sys.executable).parent / "mura")
+    args = ["pipeline", "run", "--data-root", run.data_root, "--profile", "smoke"]
+    args += ["--pipeline-root", run.pipeline_root, "--kappa-floor", "-1"]
+    result = subprocess.run([mura, *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    for part in BODY_PARTS:
+        assert part in result.stdout
+    assert "overall" in result.stdout and "0.705" in result.stdout  # the paper's model beside ours
+    assert f"Pushed to {os.path.join(run.serving, 'mura', '1')}" in result.stdout
+    assert "predictions.csv" in result.stdout
