@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
+DEMO_PROFILE ?= smoke
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test lint demo clean
@@ -32,7 +33,7 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part 40 --max-side 256 --force
 	$(BIN)/mura audit $(DEMO_DIR)/data
-	$(BIN)/mura ingest $(DEMO_DIR)/data --output $(DEMO_DIR)/ingest
+	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
