@@ -20,7 +20,7 @@ from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Sc
 from tfx.utils import io_utils
 
 from components.artifacts import DataValidationReport
-from components.failure_reports import failure_report_path, write_text
+from components.report_files import failure_report_path, write_text
 from mura.quality import DataQualityError
 
 REPORT_FILE = "report.json"

@@ -17,14 +17,14 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
 
 from components.artifacts import StudyEvaluation
-from components.failure_reports import write_text
+from components.report_files import write_text
 from mura import features
+from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES
 from mura.study_metrics import ImagePrediction, aggregate_studies, official_rows, study_path, study_table
 
 METRICS_JSON = "study_metrics.json"
 METRICS_CSV = "study_metrics.csv"
 PREDICTIONS_CSV = "predictions.csv"  # header-less Study,Model rows, as MURA's scoring script reads them
-SERVING_EXAMPLES = "serving_examples"
 
 _SPEC = {
     features.LABEL: tf.io.FixedLenFeature([], tf.int64),
@@ -38,7 +38,7 @@ def score_images(model_dir: str, files: "list[str]", batch_size: int) -> "list[I
     predict = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES]
     images = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
-        probability = predict(examples=batch)["probability"].numpy()
+        probability = predict(**{EXAMPLES_INPUT: batch})[PROBABILITY].numpy()
         parsed = tf.io.parse_example(batch, _SPEC)
         for i, p in enumerate(probability):
             source = parsed[features.SOURCE_PATH][i].numpy().decode()

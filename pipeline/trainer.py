@@ -15,9 +15,14 @@ from mura.class_weights import class_weights, parse_label_counts
 from mura.config import TrainConfig
 from mura.devices import choose_placement
 from mura.model import build_model, set_phase
-
-SERVING_DEFAULT = "serving_default"  # encoded image bytes -> probability, abnormal
-SERVING_EXAMPLES = "serving_examples"  # serialized tf.Example -> probability, abnormal (TFMA, batch scoring)
+from mura.signatures import (
+    ABNORMAL,
+    EXAMPLES_INPUT,
+    IMAGES_INPUT,
+    PROBABILITY,
+    SERVING_DEFAULT,
+    SERVING_EXAMPLES,
+)
 
 
 def label_counts(tft_output: tft.TFTransformOutput) -> dict[tuple[str, int], int]:
@@ -119,13 +124,13 @@ def serving_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, co
             fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
         )
         probability = tf.reshape(model({features.PIXELS: pixels}, training=False), [-1])
-        return {"probability": probability, "abnormal": tf.cast(probability > config.threshold, tf.int64)}
+        return {PROBABILITY: probability, ABNORMAL: tf.cast(probability > config.threshold, tf.int64)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(examples, {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
         return predict(parsed[features.IMAGE])

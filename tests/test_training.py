@@ -15,7 +15,8 @@ from PIL import Image
 
 from mura import features
 from mura.reader import read_mura
-from pipeline.trainer import SERVING_DEFAULT, SERVING_EXAMPLES, label_counts
+from mura.signatures import SERVING_DEFAULT, SERVING_EXAMPLES
+from pipeline.trainer import label_counts
 from tests.conftest import TINY_TRAIN
 
 

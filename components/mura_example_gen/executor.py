@@ -18,7 +18,7 @@ import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.failure_reports import failure_report_path, write_text
+from components.report_files import failure_report_path, write_text
 from mura.audit import format_rejections
 from mura.config import DataConfig
 from mura.examples import decoded_shape, to_example

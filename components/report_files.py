@@ -1,4 +1,4 @@
-"""Where a component's report survives a failed run.
+"""Writing a component's report files, and where such a report survives a failed run.
 
 TFX deletes a failed execution's output folders, which would take away the very report that says why it
 failed. Such reports are written beside them instead: <pipeline root>/<component>/failed/<execution>/<file>.
