@@ -71,14 +71,14 @@ def StudyEvaluator(
     split: Parameter[str] = "test",
     batch_size: Parameter[int] = 64,
 ) -> None:
-    """Blesses the model when its overall study-level kappa on `split` is at least `kappa_floor`."""
+    """Blesses the model when its overall study-level kappa on `split` is above `kappa_floor`."""
     files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
     if not files:
         raise ValueError(f"no examples in split '{split}' under {examples.uri}")
     studies = aggregate_studies(score_images(os.path.join(model.uri, "Format-Serving"), files, batch_size), threshold)
     table = study_table(studies)
     overall = table[-1]
-    blessed = overall.kappa >= kappa_floor
+    blessed = overall.kappa > kappa_floor  # strict: a constant model (kappa 0) never passes the default
     write_text(
         os.path.join(evaluation.uri, METRICS_JSON),
         json.dumps(

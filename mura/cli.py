@@ -226,7 +226,7 @@ def pipeline() -> None:
     type=float,
     default=GateConfig().study_kappa_floor,
     show_default=True,
-    help="Overall study-level Cohen's kappa on the test split a model needs to be pushed.",
+    help="A model is pushed only when its overall study-level Cohen's kappa on the test split is above this.",
 )
 @click.option("--beam-arg", "beam_args", multiple=True, help="A Beam pipeline argument, repeatable.")
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs (training progress among them).")
@@ -267,6 +267,6 @@ def pipeline_run(
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
     overall = summary.table[-1]["kappa"]
     if summary.pushed_to:
-        click.echo(f"Pushed to {summary.pushed_to} (overall kappa {overall:.3f} >= floor {summary.kappa_floor}).")
+        click.echo(f"Pushed to {summary.pushed_to} (overall kappa {overall:.3f} > floor {summary.kappa_floor}).")
     else:
-        click.echo(f"Not pushed: overall study kappa {overall:.3f} is below the floor {summary.kappa_floor}.")
+        click.echo(f"Not pushed: overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}.")

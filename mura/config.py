@@ -41,7 +41,7 @@ class SampleConfig:
 class GateConfig:
     """What a candidate model must reach to be pushed."""
 
-    study_kappa_floor: float = 0.0  # overall study-level Cohen's kappa on the test split
+    study_kappa_floor: float = 0.0  # overall study-level Cohen's kappa on the test split must be above it
     model_name: str = "mura"  # the folder under the serving root, and TF Serving's model name
 
 

@@ -54,8 +54,8 @@ def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:
     report = json.loads(Path(artifact.uri, "study_metrics.json").read_text())
     kappa = report["rows"][-1]["kappa"]
     assert property_value(artifact.custom_properties, "overall_kappa") == pytest.approx(kappa)
-    assert property_value(blessing.custom_properties, "blessed") == int(kappa >= report["kappa_floor"])
-    assert report["blessed"] == (kappa >= report["kappa_floor"])
+    assert property_value(blessing.custom_properties, "blessed") == int(kappa > report["kappa_floor"])
+    assert report["blessed"] == (kappa > report["kappa_floor"])
     assert glob.glob(os.path.join(artifact.uri, "*.csv"))
 
 
