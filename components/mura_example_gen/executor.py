@@ -23,6 +23,7 @@ from mura.audit import format_rejections
 from mura.config import DataConfig
 from mura.examples import decoded_shape, to_example
 from mura.filesystem import filesystem_for
+from mura.layout import image_paths_csv
 from mura.quality import DataQualityError, check_rejected_fraction, check_splits_not_empty
 from mura.reader import ImageRecord, MuraIndex, Rejection, read_mura
 from mura.splits import PIPELINE_SPLITS
@@ -48,7 +49,7 @@ class _ReadAndEncode(beam.DoFn):
                 raise ValueError(f"decodes to {width}x{height}, header says {record.width}x{record.height}")
         except (OSError, ValueError, tf.errors.OpError) as error:
             rejection = Rejection(
-                csv_file=f"{record.source_split}_image_paths.csv",
+                csv_file=image_paths_csv(record.source_split),
                 line=record.csv_line,
                 path=record.source_path,
                 reason="undecodable",
