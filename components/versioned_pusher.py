@@ -1,6 +1,8 @@
-"""Pushes a blessed model into TF Serving's folder layout as the next integer version, atomically.
+"""Pushes a model into TF Serving's folder layout as the next integer version, atomically, when both halves of
+the gate (TFMA's Evaluator and MURA's study-level evaluation) blessed it.
 
-An unblessed model is never pushed, and whatever version is being served stays in place.
+An unblessed model is never pushed, and whatever version is being served stays in place; a model already
+served (a re-run whose baseline is itself) is not pushed twice.
 """
 
 import os
@@ -10,25 +12,40 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
-from serving.versions import push
+from serving.versions import push, served_version_of
 
 
 @component
 def VersionedPusher(
     model: InputArtifact[Model],
+    model_blessing: InputArtifact[ModelBlessing],
     study_blessing: InputArtifact[ModelBlessing],
     pushed_model: OutputArtifact[PushedModel],
     serving_root: Parameter[str],
     model_name: Parameter[str] = "mura",
 ) -> None:
-    """Writes <serving_root>/<model_name>/<version>/ when the study-level evaluation blessed the model."""
-    if not study_blessing.get_int_custom_property("blessed"):
+    """Writes <serving_root>/<model_name>/<version>/ when TFMA and the study-level evaluation both blessed it."""
+    refusals = [
+        reason
+        for blessing, reason in (
+            (model_blessing, "TFMA's thresholds"),
+            (study_blessing, "the study-level kappa floor"),
+        )
+        if not blessing.get_int_custom_property("blessed")
+    ]
+    if refusals:
         pushed_model.set_int_custom_property("pushed", 0)
-        logging.warning("Model %s was not blessed by the study-level evaluation: not pushed.", model.uri)
+        pushed_model.set_string_custom_property("not_pushed_because", " and ".join(refusals))
+        logging.warning("Model %s failed %s: not pushed.", model.uri, " and ".join(refusals))
         return
     destination = os.path.join(serving_root, model_name)
-    version = push(os.path.join(model.uri, "Format-Serving"), destination)
+    source = os.path.join(model.uri, "Format-Serving")
+    version = served_version_of(source, destination)
+    if version is None:
+        version = push(source, destination)
+        logging.info("Pushed %s as version %d of %s", model.uri, version, destination)
+    else:
+        logging.info("Model %s is already served as version %d of %s: nothing pushed.", model.uri, version, destination)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_int_custom_property("pushed_version", version)
     pushed_model.set_string_custom_property("pushed_destination", os.path.join(destination, str(version)))
-    logging.info("Pushed %s as version %d of %s", model.uri, version, destination)

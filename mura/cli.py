@@ -9,6 +9,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tabulate import tabulate
@@ -18,6 +19,9 @@ from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfi
 from mura.layout import DATASET_DIR
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
+
+if TYPE_CHECKING:
+    from pipeline.run import PipelineSummary
 from mura.synthetic.dataset import write_sample
 
 _DATA = DataConfig()
@@ -228,6 +232,26 @@ def pipeline() -> None:
     show_default=True,
     help="A model is pushed only when its overall study-level Cohen's kappa on the test split is above this.",
 )
+@click.option(
+    "--auc-floor",
+    type=float,
+    default=GateConfig().auc_floor,
+    show_default=True,
+    help="TFMA: the overall image-level ROC AUC on the test split must reach this.",
+)
+@click.option(
+    "--body-part-auc-floor",
+    type=float,
+    default=None,
+    help="TFMA: every body part's image-level ROC AUC must reach this. [default: no per-part floor]",
+)
+@click.option(
+    "--auc-min-change",
+    type=float,
+    default=GateConfig().auc_min_change,
+    show_default=True,
+    help="TFMA: the candidate's AUC minus the latest blessed model's must reach this (negative: a tolerated drop).",
+)
 @click.option("--beam-arg", "beam_args", multiple=True, help="A Beam pipeline argument, repeatable.")
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs (training progress among them).")
 def pipeline_run(
@@ -237,13 +261,17 @@ def pipeline_run(
     serving_root: str,
     model_name: str,
     kappa_floor: float,
+    auc_floor: float,
+    body_part_auc_floor: float | None,
+    auc_min_change: float,
     beam_args: tuple[str, ...],
     verbose: bool,
 ) -> None:
-    """Run ExampleGen -> validation -> Transform -> Trainer -> study evaluation -> push, locally with Beam.
+    """Run ExampleGen -> validation -> Transform -> Trainer -> TFMA and study evaluation -> push, locally with Beam.
 
-    Prints MURA's study-level table (kappa and AUROC per body part, with the paper's values beside them) and
-    where the model was pushed, or why it was not.
+    A model is pushed only when TFMA's thresholds (AUC floors, and no worse than the latest blessed model) and
+    the study-level kappa floor all pass. Prints TFMA's image-level table, MURA's study-level table (kappa and
+    AUROC per body part, with the paper's values beside them), and where the model went, or why it did not.
     """
     _quiet_tensorflow(verbose)
     from pipeline.run import run_pipeline
@@ -251,12 +279,27 @@ def pipeline_run(
     run = RunConfig(data_root=data_root, pipeline_root=str(pipeline_root.absolute()), serving_root=serving_root)
     if beam_args:
         run = dataclasses.replace(run, beam_pipeline_args=beam_args)
-    gate = GateConfig(study_kappa_floor=kappa_floor, model_name=model_name)
+    gate = GateConfig(
+        study_kappa_floor=kappa_floor,
+        auc_floor=auc_floor,
+        body_part_auc_floor=body_part_auc_floor,
+        auc_min_change=auc_min_change,
+        model_name=model_name,
+    )
     click.echo(f"Running the pipeline on {data_root} with the {profile} profile (Beam, {run.pipeline_root})")
     try:
         summary = run_pipeline(run, DataConfig(), PROFILES[profile], gate)
     except (DataQualityError, MuraLayoutError) as error:
         raise click.ClickException(str(error)) from None
+    _print_results(summary)
+
+
+def _print_results(summary: PipelineSummary) -> None:
+    image_rows = [[r["group"], r["examples"], r["auc"], r["kappa"], r["auc_change"]] for r in summary.image_table]
+    click.echo("\nImage-level results on the test split (TFMA):\n")
+    click.echo(
+        tabulate(image_rows, headers=["", "images", "AUC", "kappa", "AUC vs baseline"], floatfmt=".3f", missingval="-")
+    )
     headers = ["", "studies", "kappa", "AUROC", "best radiologist", "MURA paper"]
     rows = [
         [r["group"], r["studies"], r["kappa"], r["auroc"], r["radiologist_kappa"], r["paper_kappa"]]
@@ -265,8 +308,16 @@ def pipeline_run(
     click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
     click.echo(tabulate(rows, headers=headers, floatfmt=".3f", missingval="-"))
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
+    click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
     overall = summary.table[-1]["kappa"]
     if summary.pushed_to:
-        click.echo(f"Pushed to {summary.pushed_to} (overall kappa {overall:.3f} > floor {summary.kappa_floor}).")
-    else:
-        click.echo(f"Not pushed: overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}.")
+        click.echo(
+            f"Pushed to {summary.pushed_to} (TFMA blessed it; overall study kappa {overall:.3f} > floor "
+            f"{summary.kappa_floor})."
+        )
+        return
+    click.echo("Not pushed:")
+    for failure in summary.tfma_failures:
+        click.echo(f"  TFMA: {failure}")
+    if not summary.blessed:
+        click.echo(f"  overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}")

@@ -42,6 +42,9 @@ class GateConfig:
     """What a candidate model must reach to be pushed."""
 
     study_kappa_floor: float = 0.0  # overall study-level Cohen's kappa on the test split must be above it
+    auc_floor: float = 0.7  # image-level ROC AUC on the test split, overall, must reach it (TFMA)
+    body_part_auc_floor: float | None = None  # the same, for every body part; None = no per-part floor
+    auc_min_change: float = -0.01  # candidate AUC minus the latest blessed model's must reach it (TFMA)
     model_name: str = "mura"  # the folder under the serving root, and TF Serving's model name
 
 

@@ -66,14 +66,22 @@ def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> li
     return studies
 
 
+def kappa_from_counts(tp: float, tn: float, fp: float, fn: float) -> float:
+    """Cohen's kappa of a binary confusion matrix (counts may be weighted); 0 when chance explains everything."""
+    n = tp + tn + fp + fn
+    if n <= 0:
+        raise ValueError("kappa of no studies is undefined")
+    observed = (tp + tn) / n
+    expected = ((tp + fn) * (tp + fp) + (tn + fp) * (tn + fn)) / (n * n)
+    return 0.0 if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
 def cohen_kappa(labels: Iterable[int], predictions: Iterable[int]) -> float:
     """Agreement beyond chance between two binary raters; 0 when both always say the same single class."""
-    y, p = np.asarray(list(labels), dtype=int), np.asarray(list(predictions), dtype=int)
-    if y.size == 0:
-        raise ValueError("kappa of no studies is undefined")
-    observed = float(np.mean(y == p))
-    expected = float(np.mean(y) * np.mean(p) + (1 - np.mean(y)) * (1 - np.mean(p)))
-    return 0.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+    y, p = np.asarray(list(labels), dtype=bool), np.asarray(list(predictions), dtype=bool)
+    return kappa_from_counts(
+        tp=float(np.sum(y & p)), tn=float(np.sum(~y & ~p)), fp=float(np.sum(~y & p)), fn=float(np.sum(y & ~p))
+    )
 
 
 @dataclass(frozen=True)

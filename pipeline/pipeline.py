@@ -7,12 +7,15 @@ from pathlib import Path
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_node import BaseNode
+from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from components.data_validation_gate import DataValidationGate
 from components.mura_example_gen.component import MuraExampleGen
 from components.study_evaluator import StudyEvaluator
 from components.versioned_pusher import VersionedPusher
 from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
+from pipeline.eval_config import eval_config
+from pipeline.transform import IMAGE_SIZE
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
 
@@ -51,14 +54,14 @@ def ingestion(data_root: str, data: DataConfig) -> Ingestion:
 
 
 def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfig, serving_root: str) -> list[BaseNode]:
-    """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, MURA's
-    study-level evaluation, and a push of blessed models into TF Serving's folder layout."""
-    custom_config = {"train": asdict(train)}
+    """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, TFMA against
+    the latest blessed model, MURA's study-level evaluation, and a push into TF Serving's folder layout of models
+    both evaluations blessed."""
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
         schema=ingested.schema_importer.outputs["schema"],
         preprocessing_fn="pipeline.transform.preprocessing_fn",
-        custom_config=custom_config,
+        custom_config={IMAGE_SIZE: train.image_size},
     )
     transform.add_upstream_node(ingested.gate)
     trainer = tfx.components.Trainer(
@@ -66,7 +69,20 @@ def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfi
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=ingested.schema_importer.outputs["schema"],
-        custom_config=custom_config,
+        custom_config={"train": asdict(train)},
+    )
+    # The baseline is the newest model TFMA blessed; the first run has none and is judged by the floors alone.
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=Model),
+        model_blessing=tfx.dsl.Channel(type=ModelBlessing, producer_component_id="Evaluator", output_key="blessing"),
+    ).with_id("latest_blessed_model")
+    evaluator = tfx.components.Evaluator(
+        examples=ingested.example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(train, gate),
+        example_splits=["test"],
     )
     study_evaluator = StudyEvaluator(
         model=trainer.outputs["model"],
@@ -76,11 +92,12 @@ def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfi
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
         study_blessing=study_evaluator.outputs["blessing"],
         serving_root=serving_root,
         model_name=gate.model_name,
     )
-    return [transform, trainer, study_evaluator, pusher]
+    return [transform, trainer, baseline, evaluator, study_evaluator, pusher]
 
 
 def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:

@@ -11,12 +11,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from mura import features
-from mura.config import TrainConfig
 from mura.image_ops import decode_batch_to_square
+
+IMAGE_SIZE = "image_size"  # the only setting Transform reads: other training changes leave its cache valid
 
 
 def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]) -> dict[str, tf.Tensor]:
-    size = TrainConfig(**custom_config["train"]).image_size
+    size = int(custom_config[IMAGE_SIZE])
     images = tf.reshape(inputs[features.IMAGE], [-1])
     pixels = decode_batch_to_square(images, size)
     label = tf.reshape(inputs[features.LABEL], [-1])

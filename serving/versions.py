@@ -29,6 +29,25 @@ def _copy_tree(source: str, target: str) -> None:
             tf.io.gfile.copy(os.path.join(folder, name), os.path.join(destination, name), overwrite=True)
 
 
+FINGERPRINT = "fingerprint.pb"  # TensorFlow's hashes of the graph, signatures and weights, written on save
+
+
+def _fingerprint(saved_model_dir: str) -> bytes | None:
+    path = os.path.join(saved_model_dir, FINGERPRINT)
+    return tf.io.gfile.GFile(path, "rb").read() if tf.io.gfile.exists(path) else None
+
+
+def served_version_of(saved_model_dir: str, model_dir: str) -> int | None:
+    """The newest version that already holds this very SavedModel, so a re-run pushes no duplicate."""
+    fingerprint = _fingerprint(saved_model_dir)
+    if fingerprint is None:
+        return None
+    for version in reversed(versions(model_dir)):
+        if _fingerprint(os.path.join(model_dir, str(version))) == fingerprint:
+            return version
+    return None
+
+
 def push(saved_model_dir: str, model_dir: str) -> int:
     """Copies a SavedModel in as the next version (newest + 1) and returns that version."""
     if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):

@@ -21,6 +21,8 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory):
 
 # The full pipeline in miniature: 32-pixel images, a few steps. Enough to exercise every component for real.
 TINY_TRAIN = PROFILES["smoke"]
+# Floors no model misses, so the barely trained tiny model is blessed and pushed.
+PERMISSIVE_GATE = GateConfig(study_kappa_floor=-1.0, auc_floor=0.0)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +37,5 @@ def pipeline_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
     from pipeline.pipeline import create_pipeline
 
     run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("pipeline")))
-    # A floor no model misses, so the barely trained tiny model is blessed and pushed.
-    BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN, GateConfig(study_kappa_floor=-1.0)))
+    BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN, PERMISSIVE_GATE))
     return run, read_ingestion_summary(run.metadata)

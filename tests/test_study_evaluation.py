@@ -78,9 +78,9 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
 
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-    from mura.config import DataConfig, GateConfig
+    from mura.config import DataConfig
     from pipeline.pipeline import create_pipeline
-    from tests.conftest import TINY_TRAIN
+    from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
 
     run, _ = pipeline_run
     root = tmp_path / "rerun"
@@ -92,12 +92,14 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
         return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
 
     before = digest()
-    BeamDagRunner().run(create_pipeline(rerun, DataConfig(), TINY_TRAIN, GateConfig(study_kappa_floor=1.01)))
+    gate = dataclasses.replace(PERMISSIVE_GATE, study_kappa_floor=1.01)
+    BeamDagRunner().run(create_pipeline(rerun, DataConfig(), TINY_TRAIN, gate))
     store = open_store(rerun.metadata)
     blessing = outputs_of(store, latest_execution(store, "StudyEvaluator"))["ModelBlessing"]
     pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]
     assert property_value(blessing.custom_properties, "blessed") == 0
     assert property_value(pushed.custom_properties, "pushed") == 0
+    assert property_value(pushed.custom_properties, "not_pushed_because") == "the study-level kappa floor"
     assert sorted(os.listdir(root / "serving" / "mura")) == ["1"]
     assert digest() == before
     trainers = [e for e in store.get_executions() if e.type.endswith("Trainer")]
@@ -105,14 +107,15 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
 
 
 def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_run) -> None:
-    """The shared run again through the CLI: every step is a cache hit, the report is read back."""
+    """The shared run again through the CLI: training is a cache hit; the Evaluator now compares the model with
+    itself as the latest blessed one, and the same model is not pushed twice."""
     import subprocess
     import sys
 
     run, _ = pipeline_run
     mura = str(Path(sys.executable).parent / "mura")
     args = ["pipeline", "run", "--data-root", run.data_root, "--profile", "smoke"]
-    args += ["--pipeline-root", run.pipeline_root, "--kappa-floor", "-1"]
+    args += ["--pipeline-root", run.pipeline_root, "--kappa-floor", "-1", "--auc-floor", "0"]
     result = subprocess.run([mura, *args], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     for part in BODY_PARTS:
@@ -120,3 +123,5 @@ def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_ru
     assert "overall" in result.stdout and "0.705" in result.stdout  # the paper's model beside ours
     assert f"Pushed to {os.path.join(run.serving, 'mura', '1')}" in result.stdout
     assert "predictions.csv" in result.stdout
+    assert "Image-level results on the test split (TFMA)" in result.stdout
+    assert sorted(os.listdir(os.path.join(run.serving, "mura"))) == ["1"]

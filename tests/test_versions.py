@@ -4,14 +4,14 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from serving.versions import push, versions
+from serving.versions import push, served_version_of, versions
 
 
-def saved_model(tmp_path: Path) -> str:
+def saved_model(tmp_path: Path, scale: float = 2.0, name: str = "model") -> str:
     module = tf.Module()
-    module.scale = tf.Variable(2.0)
+    module.scale = tf.Variable(scale)
     module.f = tf.function(lambda x: x * module.scale, input_signature=[tf.TensorSpec([None], tf.float32)])
-    path = str(tmp_path / "model")
+    path = str(tmp_path / name)
     tf.saved_model.save(module, path)
     return path
 
@@ -39,3 +39,14 @@ def test_leftovers_and_other_files_are_not_versions(tmp_path: Path) -> None:
 def test_pushing_something_that_is_not_a_saved_model_fails(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         push(str(tmp_path), str(tmp_path / "serving"))
+
+
+def test_a_model_already_served_is_found_by_its_fingerprint(tmp_path: Path) -> None:
+    first, second = saved_model(tmp_path, 2.0, "first"), saved_model(tmp_path, 3.0, "second")
+    target = str(tmp_path / "serving" / "mura")
+    assert served_version_of(first, target) is None
+    push(first, target)
+    push(second, target)
+    assert served_version_of(first, target) == 1
+    assert served_version_of(second, target) == 2
+    assert served_version_of(saved_model(tmp_path, 4.0, "third"), target) is None

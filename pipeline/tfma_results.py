@@ -1,0 +1,54 @@
+"""Reading the Evaluator's output back: the image-level table per slice and, when it said no, which threshold
+failed, in words a user can act on."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow_model_analysis as tfma
+
+from mura import features
+from pipeline.kappa_metric import NAME as KAPPA
+
+OVERALL = "overall"
+
+
+def _slice_name(slice_key: tuple) -> str:
+    return dict(slice_key).get(features.BODY_PART, OVERALL) if slice_key else OVERALL
+
+
+def _number(metrics: dict, name: str) -> float | None:
+    value = metrics.get(name, {}).get("doubleValue")
+    return None if value is None or math.isnan(value) else value
+
+
+def image_table(evaluation_uri: str) -> list[dict[str, object]]:
+    """One row per body part, then overall: examples, AUC, kappa at the threshold, and AUC's change against the
+    baseline when there was one."""
+    result = tfma.load_eval_result(evaluation_uri)
+    rows = []
+    for slice_key, by_output in result.slicing_metrics:
+        metrics = by_output[""][""]
+        rows.append(
+            {
+                "group": _slice_name(slice_key),
+                "examples": int(_number(metrics, "example_count") or 0),
+                "auc": _number(metrics, "auc"),
+                "kappa": next((_number(metrics, n) for n in metrics if n.startswith(KAPPA)), None),
+                "auc_change": _number(metrics, "auc_diff"),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["group"] == OVERALL, row["group"]))
+
+
+def failures(evaluation_uri: str) -> list[str]:
+    """Empty when TFMA blessed the model; otherwise one line per failed threshold and slice."""
+    result = tfma.load_validation_result(evaluation_uri)
+    lines = []
+    for per_slice in result.metric_validations_per_slice:
+        group = _slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            what = f"{key.name} change against the baseline" if key.is_diff else key.name
+            lines.append(f"{group}: {what} {failure.metric_value.double_value.value:.3f} fails {failure.message}")
+    return lines
