@@ -13,6 +13,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
 from serving.versions import push, served_version_of
+from serving.warmup import write_warmup_requests
 
 
 @component
@@ -42,7 +43,7 @@ def VersionedPusher(
     source = os.path.join(model.uri, "Format-Serving")
     version = served_version_of(source, destination)
     if version is None:
-        version = push(source, destination)
+        version = push(source, destination, prepare=lambda staged: write_warmup_requests(staged, model_name))
         logging.info("Pushed %s as version %d of %s", model.uri, version, destination)
     else:
         logging.info("Model %s is already served as version %d of %s: nothing pushed.", model.uri, version, destination)

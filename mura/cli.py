@@ -15,7 +15,7 @@ import click
 from tabulate import tabulate
 
 from mura.audit import format_rejections, pipeline_table, reasons_table, source_table
-from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfig
+from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfig, ServingConfig, TrainConfig
 from mura.layout import DATASET_DIR
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
@@ -26,6 +26,7 @@ from mura.synthetic.dataset import write_sample
 
 _DATA = DataConfig()
 _SAMPLE = SampleConfig()
+_SERVING = ServingConfig()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -321,3 +322,155 @@ def _print_results(summary: PipelineSummary) -> None:
         click.echo(f"  TFMA: {failure}")
     if not summary.blessed:
         click.echo(f"  overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}")
+
+
+@main.command()
+@click.option(
+    "--model-base-path",
+    required=True,
+    help="The folder of integer versions the pipeline pushes to: <serving root>/<model name>.",
+)
+@click.option("--model-name", default=_SERVING.model_name, show_default=True)
+@click.option("--port", type=int, default=_SERVING.grpc_port, show_default=True, help="gRPC port.")
+@click.option("--rest-api-port", type=int, default=_SERVING.rest_port, show_default=True, help="REST port.")
+@click.option(
+    "--host", default=_SERVING.host, show_default=True, help="Address to listen on (0.0.0.0: every interface)."
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(1),
+    default=_SERVING.max_batch_size,
+    show_default=True,
+    help="Server-side batching of concurrent requests (1: off).",
+)
+@click.option(
+    "--batch-timeout-micros", type=click.IntRange(0), default=_SERVING.batch_timeout_micros, show_default=True
+)
+@click.option("--poll-seconds", type=float, default=_SERVING.poll_seconds, show_default=True)
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(1),
+    default=_SERVING.max_image_pixels,
+    show_default=True,
+    help="Images larger than this are refused with a 400 before decoding (local server).",
+)
+@click.option("--max-request-bytes", type=click.IntRange(1), default=_SERVING.max_request_bytes, show_default=True)
+@click.option(
+    "--server",
+    type=click.Choice(["auto", "tf-serving", "local"]),
+    default="auto",
+    show_default=True,
+    help="auto: TensorFlow Serving when tensorflow_model_server is on PATH, else the project's server.",
+)
+@click.option("--verbose", is_flag=True, help="Log every request and TensorFlow's messages.")
+def serve(model_base_path: str, server: str, verbose: bool, **settings) -> None:
+    """Serve the newest pushed model over TF Serving's gRPC and REST API.
+
+    Production runs TensorFlow Serving itself. Where its binary is missing (no Docker, no APT repository), the
+    project's own server implements the same API (PredictionService, ModelService, /v1/models/...) over the same
+    folder: it serves the newest version, picks up new pushes without a restart, and batches concurrent requests.
+    """
+    from serving import tf_serving
+
+    config = ServingConfig(
+        model_name=settings["model_name"],
+        host=settings["host"],
+        grpc_port=settings["port"],
+        rest_port=settings["rest_api_port"],
+        poll_seconds=settings["poll_seconds"],
+        max_batch_size=settings["max_batch_size"],
+        batch_timeout_micros=settings["batch_timeout_micros"],
+        max_request_bytes=settings["max_request_bytes"],
+        max_image_pixels=settings["max_image_pixels"],
+    )
+    model_base_path = os.path.abspath(model_base_path) if "://" not in model_base_path else model_base_path
+    binary = tf_serving.installed()
+    if server == "tf-serving" and binary is None:
+        raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")
+    if server != "local" and binary is not None:
+        _exec_tf_serving(binary, model_base_path, config)
+    _serve_locally(model_base_path, config, verbose)
+
+
+def _exec_tf_serving(binary: str, model_base_path: str, config: ServingConfig) -> None:
+    import tempfile
+
+    from serving import tf_serving
+
+    folder = tempfile.mkdtemp(prefix="mura-serving-")
+    models, batching = os.path.join(folder, "models.config"), os.path.join(folder, "batching.config")
+    Path(models).write_text(tf_serving.models_config(config.model_name, model_base_path))
+    Path(batching).write_text(tf_serving.batching_config(config))
+    command = tf_serving.command(binary, config, models, batching)
+    click.echo(f"TensorFlow Serving ({binary}): {' '.join(command[1:])}")
+    os.execv(binary, command)
+
+
+def _serve_locally(model_base_path: str, config: ServingConfig, verbose: bool) -> None:
+    import signal
+    import threading
+
+    _quiet_tensorflow(verbose)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    from serving.server import start
+
+    click.echo(
+        "TensorFlow Serving is not installed here: serving with the project's server, which implements TF "
+        "Serving's gRPC and REST API (production uses TensorFlow Serving itself)."
+    )
+    try:
+        running = start(model_base_path, config)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {config.host}: {error}") from None
+    served = running.store.current_version()
+    state = f"version {served}" if served else "no version yet (waiting for a push)"
+    click.echo(f"Model '{config.model_name}' from {model_base_path}: {state}")
+    click.echo(f"gRPC  {config.host}:{running.grpc_port}")
+    click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{config.model_name}", nl=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    running.stop()
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=f"http://127.0.0.1:{_SERVING.rest_port}", show_default=True, help="REST endpoint.")
+@click.option("--grpc", "grpc_target", help="gRPC endpoint host:port; used instead of --url when given.")
+@click.option("--model-name", default=_SERVING.model_name, show_default=True)
+@click.option("--study", is_flag=True, help="The images are one study: also print its mean and MURA's verdict.")
+@click.option("--threshold", type=float, default=TrainConfig().threshold, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per attempt.")
+@click.option(
+    "--retries", type=click.IntRange(0), default=3, show_default=True, help="While the server is unavailable."
+)
+def predict(
+    images: tuple[Path, ...],
+    url: str,
+    grpc_target: str | None,
+    model_name: str,
+    study: bool,
+    threshold: float,
+    timeout: float,
+    retries: int,
+) -> None:
+    """Ask a running server (TF Serving or `mura serve`) for each image's probability of abnormal."""
+    _quiet_tensorflow(verbose=False)
+    from mura.study_metrics import study_verdict
+    from serving.client import GrpcClient, RestClient, ServingClientError
+
+    if grpc_target:
+        client = GrpcClient(grpc_target, model_name, timeout, retries)
+    else:
+        client = RestClient(url, model_name, timeout, retries)
+    try:
+        probabilities = client.predict([path.read_bytes() for path in images])
+    except ServingClientError as error:
+        raise click.ClickException(str(error)) from None
+    verdict = {0: "normal", 1: "abnormal"}
+    rows = [[str(p), q, verdict[int(q > threshold)]] for p, q in zip(images, probabilities, strict=True)]
+    click.echo(tabulate(rows, headers=["image", "probability", "verdict"], floatfmt=".3f"))
+    if study:
+        mean, abnormal = study_verdict(probabilities, threshold)
+        click.echo(f"\nStudy of {len(images)} images: mean probability {mean:.3f} -> {verdict[abnormal]}")

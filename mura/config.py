@@ -49,6 +49,27 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """How models are served: TF Serving's ports and model name, its batching parameters, and request limits."""
+
+    model_name: str = "mura"
+    host: str = "127.0.0.1"  # only this machine, unless told otherwise
+    grpc_port: int = 8500  # TF Serving's defaults
+    rest_port: int = 8501
+    poll_seconds: float = 1.0  # how often the model folder is checked for a new version
+    max_batch_size: int = 32  # server-side batching of concurrent requests; 1 = off
+    batch_timeout_micros: int = 5000  # how long a batch waits to fill
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # images that decode to more are refused (decompression bombs)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+        if self.poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Where a pipeline run reads and writes, and how Beam runs its components."""
 

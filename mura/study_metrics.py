@@ -43,6 +43,12 @@ class StudyPrediction:
     study_path: str = ""
 
 
+def study_verdict(probabilities: Iterable[float], threshold: float) -> tuple[float, int]:
+    """MURA's rule: a study's probability is the mean of its images'; abnormal (1) when above the threshold."""
+    probability = float(np.mean(list(probabilities)))
+    return probability, int(probability > threshold)
+
+
 def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> list[StudyPrediction]:
     """One prediction per study; fails on a study whose images disagree on its label or body part."""
     grouped: dict[str, list[ImagePrediction]] = defaultdict(list)
@@ -52,15 +58,10 @@ def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> li
     for study_id, members in sorted(grouped.items()):
         if len({(m.label, m.body_part) for m in members}) != 1:
             raise ValueError(f"study {study_id} has images with different labels or body parts")
-        probability = float(np.mean([m.probability for m in members]))
+        probability, abnormal = study_verdict([m.probability for m in members], threshold)
         studies.append(
             StudyPrediction(
-                study_id,
-                members[0].body_part,
-                members[0].label,
-                probability,
-                int(probability > threshold),
-                members[0].study_path,
+                study_id, members[0].body_part, members[0].label, probability, abnormal, members[0].study_path
             )
         )
     return studies

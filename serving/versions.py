@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -48,13 +49,18 @@ def served_version_of(saved_model_dir: str, model_dir: str) -> int | None:
     return None
 
 
-def push(saved_model_dir: str, model_dir: str) -> int:
-    """Copies a SavedModel in as the next version (newest + 1) and returns that version."""
+def push(saved_model_dir: str, model_dir: str, prepare: Callable[[str], object] | None = None) -> int:
+    """Copies a SavedModel in as the next version (newest + 1) and returns that version.
+
+    `prepare` may add files (TF Serving's warm-up requests) to the staged copy before it appears.
+    """
     if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"no SavedModel at {saved_model_dir}")
     tf.io.gfile.makedirs(model_dir)
     version = (versions(model_dir) or [0])[-1] + 1
     staging = os.path.join(model_dir, f".pushing-{version}-{uuid.uuid4().hex[:8]}")
     _copy_tree(saved_model_dir, staging)
+    if prepare is not None:
+        prepare(staging)
     tf.io.gfile.rename(staging, os.path.join(model_dir, str(version)))
     return version

@@ -1,0 +1,128 @@
+"""Clients of TF Serving's API (the real server or the project's): images in, probabilities of abnormal out.
+
+Both transports retry with exponential backoff while the server is unavailable (starting, or loading a model)
+and turn failures into one clear sentence.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from mura.signatures import IMAGES_INPUT, PROBABILITY, SERVING_DEFAULT
+
+T = TypeVar("T")
+
+
+class ServingClientError(Exception):
+    """The server could not be reached, or refused the request; the message says which and why."""
+
+
+class _Unavailable(Exception):
+    """Worth retrying: the server is not (yet) answering."""
+
+
+def _with_retries(call: Callable[[], T], retries: int, backoff: float, where: str) -> T:
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except _Unavailable as error:
+            if attempt == retries:
+                raise ServingClientError(f"no answer from {where} after {retries + 1} attempts: {error}") from None
+            time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class RestClient:
+    url: str  # http://host:8501
+    model_name: str = "mura"
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+
+    def _request(self, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url.rstrip('/')}{path}", data=data, headers={"Content-Type": "application/json"}
+        )
+
+        def call() -> dict:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                message = _error_message(error)
+                if error.code == 503:
+                    raise _Unavailable(message) from None
+                if error.code == 404:
+                    raise ServingClientError(f"model '{self.model_name}' not found at {self.url}: {message}") from None
+                raise ServingClientError(f"{self.url} refused the request ({error.code}): {message}") from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                raise _Unavailable(getattr(error, "reason", error)) from None
+
+        return _with_retries(call, self.retries, self.backoff, self.url)
+
+    def predict(self, images: list[bytes]) -> list[float]:
+        body = {
+            "signature_name": SERVING_DEFAULT,
+            "instances": [{"b64": base64.b64encode(image).decode()} for image in images],
+        }
+        predictions = self._request(f"/v1/models/{self.model_name}:predict", body)["predictions"]
+        return [float(p[PROBABILITY]) for p in predictions]
+
+    def status(self) -> dict:
+        return self._request(f"/v1/models/{self.model_name}")
+
+
+def _error_message(error: urllib.error.HTTPError) -> str:
+    try:
+        return json.load(error)["error"]
+    except (ValueError, KeyError, TypeError):
+        return error.reason
+
+
+@dataclass(frozen=True)
+class GrpcClient:
+    target: str  # host:8500
+    model_name: str = "mura"
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_message_bytes: int = 64 * 1024 * 1024
+
+    def predict(self, images: list[bytes]) -> list[float]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = SERVING_DEFAULT
+        request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+        options = [("grpc.max_send_message_length", self.max_message_bytes)]
+        with grpc.insecure_channel(self.target, options=options) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            def call() -> predict_pb2.PredictResponse:
+                try:
+                    return stub.Predict(request, timeout=self.timeout)
+                except grpc.RpcError as error:
+                    if error.code() == grpc.StatusCode.UNAVAILABLE:
+                        raise _Unavailable(error.details()) from None
+                    if error.code() == grpc.StatusCode.NOT_FOUND:
+                        raise ServingClientError(
+                            f"model '{self.model_name}' not found at {self.target}: {error.details()}"
+                        ) from None
+                    raise ServingClientError(
+                        f"{self.target} refused the request ({error.code().name}): {error.details()}"
+                    ) from None
+
+            response = _with_retries(call, self.retries, self.backoff, self.target)
+        return [float(p) for p in tf.make_ndarray(response.outputs[PROBABILITY]).reshape(-1)]

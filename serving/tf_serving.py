@@ -1,0 +1,57 @@
+"""TensorFlow Serving's own configuration for this model, and the command that runs the real server.
+
+`models.config` and `batching.config` in this folder are what these functions write for the Kubernetes layout
+(`/models/mura`); `mura serve` writes its own copies pointing at the local model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from mura.config import ServingConfig
+
+BINARY = "tensorflow_model_server"
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS_CONFIG = os.path.join(HERE, "models.config")
+BATCHING_CONFIG = os.path.join(HERE, "batching.config")
+NUM_BATCH_THREADS = 2  # one per core of the machines this runs on
+
+
+def models_config(model_name: str, base_path: str) -> str:
+    """ModelServerConfig text proto: one TensorFlow model, the newest version served."""
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform="tensorflow")
+    model.model_version_policy.latest.num_versions = 1
+    return text_format.MessageToString(config)
+
+
+def batching_config(config: ServingConfig) -> str:
+    """BatchingParameters text proto (TF Serving parses it without a schema import, so it is written by hand)."""
+    return (
+        f"max_batch_size {{ value: {config.max_batch_size} }}\n"
+        f"batch_timeout_micros {{ value: {config.batch_timeout_micros} }}\n"
+        f"num_batch_threads {{ value: {NUM_BATCH_THREADS} }}\n"
+        "max_enqueued_batches { value: 100 }\n"
+    )
+
+
+def installed() -> str | None:
+    return shutil.which(BINARY)
+
+
+def command(binary: str, config: ServingConfig, models_config_path: str, batching_config_path: str) -> list[str]:
+    return [
+        binary,
+        f"--port={config.grpc_port}",
+        f"--rest_api_port={config.rest_port}",
+        "--rest_api_timeout_in_ms=30000",
+        f"--model_config_file={models_config_path}",
+        f"--file_system_poll_wait_seconds={max(1, round(config.poll_seconds))}",
+        "--enable_batching=true" if config.max_batch_size > 1 else "--enable_batching=false",
+        f"--batching_parameters_file={batching_config_path}",
+        "--enable_model_warmup=true",
+    ]
