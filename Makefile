@@ -34,6 +34,8 @@ demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part 40 --max-side 256 --force
 	$(BIN)/mura audit $(DEMO_DIR)/data
 	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline
+	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
+	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

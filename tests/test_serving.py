@@ -325,3 +325,20 @@ def test_a_new_version_is_served_without_restart_and_no_request_fails_meanwhile(
     assert failures == []
     assert server.http("GET", "/v1/models/mura/versions/2/metadata")[0] == 200
     assert server.http("GET", "/v1/models/mura/versions/1/metadata")[0] == 404
+
+
+def test_the_demo_serves_the_pushed_model_and_asks_it_about_a_test_study(pipeline_run, sample_root) -> None:
+    run, _ = pipeline_run
+    model_dir = os.path.join(run.serving, "mura")
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.demo", "--model-base-path", model_dir, "--data-root", str(sample_root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Serving version 1 of {model_dir}" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if "over REST" in line]
+    assert lines and all("over gRPC" in line for line in lines)
+    assert "study: mean probability" in result.stdout
+    assert f"mura serve --model-base-path {model_dir}" in result.stdout and "--study" in result.stdout

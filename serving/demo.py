@@ -1,0 +1,61 @@
+"""The end of `make demo`: serve the pushed model, ask it about one test study over REST and over gRPC, and
+show the commands a user runs next. Uses the project's server in this process (TF Serving is not needed)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from mura.config import ServingConfig, TrainConfig  # mura first: it selects Keras 2 before TensorFlow loads
+from mura.layout import DATASET_DIR, labeled_studies_csv
+from mura.study_metrics import study_verdict
+from serving.client import GrpcClient, RestClient
+from serving.server import start
+from serving.versions import versions
+
+
+def first_test_study(data_root: str) -> tuple[str, int, list[str]]:
+    """(study folder, label, image paths) of the first study of MURA's `valid` split."""
+    with open(os.path.join(data_root, DATASET_DIR, labeled_studies_csv("valid"))) as handle:
+        study, label = next(csv.reader(handle))
+    folder = os.path.join(data_root, DATASET_DIR, study.split(f"{DATASET_DIR}/", 1)[1])
+    images = sorted(os.path.join(folder, name) for name in os.listdir(folder) if not name.startswith("."))
+    return folder, int(label), images
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-base-path", required=True)
+    parser.add_argument("--data-root", required=True)
+    args = parser.parse_args()
+    if not versions(args.model_base_path):
+        print(f"No model was pushed to {args.model_base_path}: the gate refused it (see above), nothing to serve.")
+        return 0
+    config = dataclasses.replace(ServingConfig(), grpc_port=0, rest_port=0)  # free ports: never clash
+    server = start(args.model_base_path, config)
+    try:
+        folder, label, images = first_test_study(args.data_root)
+        payload = [Path(path).read_bytes() for path in images]
+        rest = RestClient(f"http://{config.host}:{server.rest_port}").predict(payload)
+        grpc = GrpcClient(f"{config.host}:{server.grpc_port}").predict(payload)
+        threshold = TrainConfig().threshold
+        print(f"\nServing version {server.store.current_version()} of {args.model_base_path}")
+        print(f"Study {folder} (label: {'abnormal' if label else 'normal'}), {len(images)} images:")
+        for path, over_rest, over_grpc in zip(images, rest, grpc, strict=True):
+            print(f"  {os.path.basename(path)}: probability {over_rest:.3f} over REST, {over_grpc:.3f} over gRPC")
+        mean, abnormal = study_verdict(rest, threshold)
+        print(f"  study: mean probability {mean:.3f} -> {'abnormal' if abnormal else 'normal'}")
+    finally:
+        server.stop()
+    print("\nNext, serve it and ask it yourself:")
+    print(f"  .venv/bin/mura serve --model-base-path {args.model_base_path}")
+    print(f"  .venv/bin/mura predict {' '.join(images)} --study")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
