@@ -15,7 +15,16 @@ import click
 from tabulate import tabulate
 
 from mura.audit import format_rejections, pipeline_table, reasons_table, source_table
-from mura.config import PROFILES, DataConfig, GateConfig, RunConfig, SampleConfig, ServingConfig, TrainConfig
+from mura.config import (
+    PROFILES,
+    DataConfig,
+    GateConfig,
+    KubeflowConfig,
+    RunConfig,
+    SampleConfig,
+    ServingConfig,
+    TrainConfig,
+)
 from mura.layout import DATASET_DIR
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
@@ -474,3 +483,50 @@ def predict(
     if study:
         mean, abnormal = study_verdict(probabilities, threshold)
         click.echo(f"\nStudy of {len(images)} images: mean probability {mean:.3f} -> {verdict[abnormal]}")
+
+
+@main.group()
+def kfp() -> None:
+    """Kubeflow Pipelines v2: compile the pipeline (Trainer on GPU nodes) and submit runs.
+
+    Data root, pipeline root and the gate come from the MURA_* environment variables (see the README); use
+    object-storage URIs (gs://, s3://) or paths on the PVC named by --pvc.
+    """
+
+
+@kfp.command("compile")
+@click.option("--output", type=click.Path(dir_okay=False), default="pipeline.yaml", show_default=True)
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="full", show_default=True)
+@click.option("--image", default=KubeflowConfig().image, show_default=True, help="The pipeline image (Dockerfile).")
+@click.option(
+    "--gpus", type=click.IntRange(0), default=KubeflowConfig().trainer_gpus, show_default=True, help="For the Trainer."
+)
+@click.option("--pvc", default="", help="A PVC to mount in every step at /mnt/mura (data and pipeline root).")
+def kfp_compile(output: str, profile: str, image: str, gpus: int, pvc: str) -> None:
+    """Compile to a KFP v2 pipeline.yaml: the Trainer asks for nvidia.com/gpu and lands on GPU nodes."""
+    _quiet_tensorflow(verbose=False)
+    from pipeline.environment import settings
+    from pipeline.kubeflow_runner import compile_pipeline
+
+    chosen = settings({**os.environ, "MURA_PROFILE": profile})
+    config = dataclasses.replace(KubeflowConfig(), image=image, trainer_gpus=gpus, pvc_name=pvc)
+    click.echo(f"Compiled {compile_pipeline(output, chosen, config)} ({profile} profile, image {image}).")
+
+
+@kfp.command("submit")
+@click.option("--host", required=True, help="The Kubeflow Pipelines API, e.g. http://localhost:8080.")
+@click.option("--package", type=click.Path(exists=True, dir_okay=False), default="pipeline.yaml", show_default=True)
+@click.option("--experiment", default="mura", show_default=True)
+@click.option("--run-name", default=None, help="[default: the pipeline's name and the time]")
+def kfp_submit(host: str, package: str, experiment: str, run_name: str | None) -> None:
+    """Start a run of a compiled pipeline.yaml on Kubeflow Pipelines."""
+    import kfp as kfp_sdk
+
+    try:
+        client = kfp_sdk.Client(host=host)
+        run = client.create_run_from_pipeline_package(
+            package, arguments={}, run_name=run_name, experiment_name=experiment
+        )
+    except Exception as error:  # kfp raises plain exceptions and urllib3 errors alike
+        raise click.ClickException(f"could not submit to {host}: {error}") from None
+    click.echo(f"Run {run.run_id} started: {host.rstrip('/')}/#/runs/details/{run.run_id}")

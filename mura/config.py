@@ -70,6 +70,21 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class KubeflowConfig:
+    """Where the pipeline runs on Kubeflow Pipelines: its image, and the GPU nodes the Trainer lands on."""
+
+    image: str = "mura-tfx:1.16"  # built from the Dockerfile, pushed to the cluster's registry
+    project_dir: str = "/mura"  # where the Dockerfile puts this project in the image
+    trainer_gpus: int = 1  # nvidia.com/gpu requested by the Trainer; 0 = train on CPU
+    trainer_cpu: float = 8.0
+    trainer_memory_gb: float = 32.0
+    gpu_node_selector: tuple[tuple[str, str], ...] = (("nvidia.com/gpu.present", "true"),)
+    gpu_tolerations: tuple[tuple[str, str, str], ...] = (("nvidia.com/gpu", "Exists", "NoSchedule"),)  # key, op, effect
+    pvc_name: str = ""  # mount this PVC in every step (data and pipeline root on it); empty = object storage URIs
+    pvc_mount_path: str = "/mnt/mura"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Where a pipeline run reads and writes, and how Beam runs its components."""
 

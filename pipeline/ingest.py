@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+from components.artifacts import DataValidationReport, RejectedImages
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
 from mura.config import DataConfig, RunConfig
 from mura.splits import PIPELINE_SPLITS
+from pipeline.definition import create_ingestion_pipeline
 from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
-from pipeline.pipeline import create_ingestion_pipeline
 
 
 @dataclass
@@ -40,9 +41,9 @@ def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
     if execution is None:
         raise LookupError(f"no completed ingestion recorded in {metadata_path}")
     outputs = outputs_of(store, execution)
-    examples, rejected = outputs["Examples"], outputs["MuraRejectedImages"]
+    examples, rejected = outputs["Examples"], outputs[RejectedImages.TYPE_NAME]
     gate = latest_execution(store, "DataValidationGate")
-    report = outputs_of(store, gate)["MuraDataValidationReport"] if gate else None
+    report = outputs_of(store, gate)[DataValidationReport.TYPE_NAME] if gate else None
     props = execution.custom_properties
     summary = IngestionSummary(
         image_rows=int(property_value(props, "image_rows") or 0),

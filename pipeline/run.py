@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+from components.artifacts import StudyEvaluation
 from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
 from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
+from pipeline.definition import create_pipeline
 from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
-from pipeline.pipeline import create_pipeline
 from pipeline.tfma_results import failures, image_table
 
 
@@ -41,7 +42,7 @@ def run_pipeline(run: RunConfig, data: DataConfig, train: TrainConfig, gate: Gat
     if missing:
         raise LookupError(f"the run recorded no {', '.join(missing)} execution in {run.metadata}")
     tfma_evaluation = outputs_of(store, executions["Evaluator"])["ModelEvaluation"]
-    evaluation = outputs_of(store, executions["StudyEvaluator"])["MuraStudyEvaluation"]
+    evaluation = outputs_of(store, executions["StudyEvaluator"])[StudyEvaluation.TYPE_NAME]
     pushed = outputs_of(store, executions["VersionedPusher"])["PushedModel"]
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_JSON)) as handle:
         report = json.load(handle)

@@ -33,8 +33,8 @@ def pipeline_run(sample_root, tmp_path_factory: pytest.TempPathFactory):
     """
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+    from pipeline.definition import create_pipeline
     from pipeline.ingest import read_ingestion_summary
-    from pipeline.pipeline import create_pipeline
 
     run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path_factory.mktemp("pipeline")))
     BeamDagRunner().run(create_pipeline(run, DataConfig(), TINY_TRAIN, PERMISSIVE_GATE))

@@ -17,9 +17,9 @@ from mura.cli import main
 from mura.config import DataConfig, RunConfig, TrainConfig
 from mura.quality import DataQualityError
 from mura.reader import read_mura
+from pipeline.definition import create_pipeline
 from pipeline.ingest import run_ingestion
 from pipeline.metadata import open_store
-from pipeline.pipeline import create_pipeline
 from tests.trees import png_bytes
 
 FEATURES = {

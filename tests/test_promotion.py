@@ -97,7 +97,7 @@ def _rerun(pipeline_run, tmp_path: Path, train, gate):
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
     from mura.config import DataConfig
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     run, _ = pipeline_run
     root = tmp_path / "rerun"

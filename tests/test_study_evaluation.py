@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from components.artifacts import StudyEvaluation
 from mura.layout import BODY_PARTS
 from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
 
@@ -19,7 +20,7 @@ def evaluation(pipeline_run):
     run, _ = pipeline_run
     store = open_store(run.metadata)
     outputs = outputs_of(store, latest_execution(store, "StudyEvaluator"))
-    return outputs["MuraStudyEvaluation"], outputs["ModelBlessing"]
+    return outputs[StudyEvaluation.TYPE_NAME], outputs["ModelBlessing"]
 
 
 def test_the_table_has_every_body_part_and_overall(evaluation) -> None:
@@ -79,7 +80,7 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
     from mura.config import DataConfig
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
     from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
 
     run, _ = pipeline_run

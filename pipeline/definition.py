@@ -33,10 +33,10 @@ class Ingestion:
         return [self.example_gen, self.schema_importer, self.statistics_gen, self.example_validator, self.gate]
 
 
-def ingestion(data_root: str, data: DataConfig) -> Ingestion:
+def ingestion(data_root: str, data: DataConfig, schema_file: str = SCHEMA_FILE) -> Ingestion:
     """MURA root → examples → statistics → curated schema → validation → a gate that stops on anomalies."""
     example_gen = MuraExampleGen(data_root=data_root, config=data)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file)
     # With the schema, statistics treat `label` as categorical, which the drift comparator needs.
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
@@ -106,19 +106,26 @@ def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipel
 
 
 def create_pipeline(
-    run: RunConfig, data: DataConfig, train: TrainConfig, gate: GateConfig | None = None
+    run: RunConfig,
+    data: DataConfig,
+    train: TrainConfig,
+    gate: GateConfig | None = None,
+    local_metadata: bool = True,
+    schema_file: str = SCHEMA_FILE,
 ) -> tfx.dsl.Pipeline:
-    ingested = ingestion(run.data_root, data)
+    """On Kubeflow: `local_metadata=False` (it brings its own ML Metadata) and the schema's path in the image."""
+    ingested = ingestion(run.data_root, data, schema_file)
     components = ingested.components + training_components(ingested, train, gate or GateConfig(), run.serving)
-    return _pipeline(run, run.pipeline_name, components)
+    return _pipeline(run, run.pipeline_name, components, local_metadata)
 
 
-def _pipeline(run: RunConfig, name: str, components: list[BaseNode]) -> tfx.dsl.Pipeline:
+def _pipeline(run: RunConfig, name: str, components: list[BaseNode], local_metadata: bool = True) -> tfx.dsl.Pipeline:
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(run.metadata) if local_metadata else None
     return tfx.dsl.Pipeline(
         pipeline_name=name,
         pipeline_root=run.pipeline_root,
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(run.metadata),
+        metadata_connection_config=metadata,
         beam_pipeline_args=list(run.beam_pipeline_args),
     )

@@ -1,0 +1,18 @@
+# The pipeline image for Kubeflow Pipelines: TFX 1.16's own image with this project installed at /mura, so every
+# component (custom executors, run_fn, preprocessing_fn, the schema file) is importable by its module path.
+ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
+FROM ${TFX_IMAGE}
+
+WORKDIR /mura
+ENV TF_USE_LEGACY_KERAS=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# The locked stack first (a layer that changes rarely), then the project without touching those pins.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
+COPY pyproject.toml README.md ./
+COPY mura mura
+COPY components components
+COPY pipeline pipeline
+COPY serving serving
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && python -c "import pipeline.definition"

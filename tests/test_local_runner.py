@@ -1,0 +1,103 @@
+"""TFX's own CLI with the Beam engine: `tfx pipeline create` + `tfx run create` on the tiny sample, a run
+killed during the Trainer, and a re-run that reuses what had finished and pushes exactly one version."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.metadata import open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING, COMPLETE, CACHED = (
+    metadata_store_pb2.Execution.RUNNING,
+    metadata_store_pb2.Execution.COMPLETE,
+    metadata_store_pb2.Execution.CACHED,
+)
+
+
+def states(metadata: Path) -> dict[str, list[int]]:
+    """Component type -> states of its executions, oldest first."""
+    if not metadata.exists():
+        return {}
+    found: dict[str, list[int]] = {}
+    for execution in sorted(open_store(str(metadata)).get_executions(), key=lambda e: e.id):
+        found.setdefault(execution.type.rsplit(".", 1)[-1], []).append(execution.last_known_state)
+    return found
+
+
+@pytest.fixture(scope="module")
+def environment(sample_root, tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("home")
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "HOME": str(home),  # where the tfx CLI keeps its pipeline registry
+        "PATH": f"{venv_bin}:{os.environ['PATH']}",  # the CLI runs `pip freeze` from PATH
+        "MURA_DATA_ROOT": str(sample_root),
+        "MURA_PROFILE": "smoke",
+        "MURA_PIPELINE_NAME": "mura-cli",
+        "MURA_PIPELINE_ROOT": str(home / "pipeline"),
+        "MURA_KAPPA_FLOOR": "-1",
+        "MURA_AUC_FLOOR": "0",
+    }
+
+
+def tfx(environment: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "tfx"), *args]
+    return subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(environment) -> None:
+    created = tfx(
+        environment,
+        "pipeline",
+        "create",
+        "--engine",
+        "beam",
+        "--pipeline_path",
+        "pipeline/local_runner.py",
+        timeout=600,
+    )
+    assert created.returncode == 0, created.stderr
+    assert 'Pipeline "mura-cli" created successfully.' in created.stdout
+
+    metadata = Path(environment["MURA_PIPELINE_ROOT"]) / "metadata.sqlite"
+    command = [
+        str(Path(sys.executable).parent / "tfx"),
+        "run",
+        "create",
+        "--engine",
+        "beam",
+        "--pipeline_name",
+        "mura-cli",
+    ]
+    first = subprocess.Popen(
+        command, env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 900
+    while RUNNING not in states(metadata).get("Trainer", []):
+        assert first.poll() is None, "the run ended before its Trainer started"
+        assert time.monotonic() < deadline, "the Trainer never started"
+        time.sleep(1)
+    os.killpg(first.pid, signal.SIGKILL)  # as a lost node or a Ctrl-C would: no clean-up
+    first.wait(timeout=60)
+    interrupted = states(metadata)
+    assert COMPLETE in interrupted["Transform"] and COMPLETE not in interrupted["Trainer"]
+    assert not (Path(environment["MURA_PIPELINE_ROOT"]) / "serving").exists()
+
+    rerun = tfx(environment, "run", "create", "--engine", "beam", "--pipeline_name", "mura-cli", timeout=1500)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = states(metadata)
+    for finished in ("MuraExampleGen", "StatisticsGen", "Transform"):
+        assert after[finished] == [COMPLETE, CACHED], finished
+    assert after["Trainer"][-1] == COMPLETE and after["Trainer"].count(COMPLETE) == 1
+    assert after["VersionedPusher"] == [COMPLETE]
+    served = Path(environment["MURA_PIPELINE_ROOT"]) / "serving" / "mura"
+    assert sorted(os.listdir(served)) == ["1"]
+    assert (served / "1" / "saved_model.pb").exists()
