@@ -79,8 +79,3 @@ def settings(environ: Mapping[str, str] = os.environ) -> Settings:
         model_name=values["MURA_MODEL_NAME"],
     )
     return Settings(run, PROFILES[profile], gate)
-
-
-def describe() -> str:
-    """The variables and their defaults, for the README and `--help` texts."""
-    return "\n".join(f"{name} (default {default!r}): {meaning}" for name, (default, meaning) in VARIABLES.items())
