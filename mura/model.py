@@ -69,6 +69,10 @@ def build_model(config: TrainConfig) -> keras.Model:
     x = x / 127.5 - 1.0  # ResNet50V2's input range, [-1, 1]
     base = resnet50v2_base(size, config.base_weights)
     base._name = BASE_NAME
+    if config.base_weights == "none":
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = config.scratch_batchnorm_momentum
     # Pretrained BatchNorm statistics stay fixed (inference mode); a randomly initialised base must learn them.
     x = base(x, training=None if config.base_weights == "none" else False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -65,6 +65,19 @@ def test_base_weights_load_from_a_local_file(weights_file: str) -> None:
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+def batchnorm_momenta(model: keras.Model) -> set[float]:
+    return {
+        layer.momentum
+        for layer in model.get_layer(BASE_NAME).layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+
+
+def test_a_random_base_tracks_batchnorm_statistics_faster_and_a_pretrained_one_is_left_alone(weights_file) -> None:
+    assert batchnorm_momenta(build_model(TINY)) == {TINY.scratch_batchnorm_momentum}
+    assert batchnorm_momenta(build_model(dataclasses.replace(TINY, base_weights=weights_file))) == {0.99}
+
+
 def test_missing_weights_file_and_unreachable_imagenet_say_what_to_use_instead(tmp_path) -> None:
     with pytest.raises(BaseWeightsError, match="does not exist"):
         build_model(dataclasses.replace(TINY, base_weights=str(tmp_path / "nope.h5")))
