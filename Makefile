@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 DEMO_PROFILE ?= smoke
+# The smoke model learns nothing, so the demo opens the gate's floors to show the chain through to serving;
+# `make demo DEMO_PROFILE=demo DEMO_GATE=` keeps the real gate.
+DEMO_GATE ?= --kappa-floor -1 --auc-floor 0
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test lint demo clean
@@ -33,7 +36,8 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part 40 --max-side 256 --force
 	$(BIN)/mura audit $(DEMO_DIR)/data
-	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline
+	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline \
+	  $(DEMO_GATE)
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
 	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
 
