@@ -129,6 +129,9 @@ def test_rest_status_and_metadata(server) -> None:
     assert body["model_version_status"] == [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
     ]
+    assert server.http("GET", "/v1/models/mura/versions/1") == (status, body)
+    assert server.http("GET", "/v1/models/mura/versions/5")[0] == 404
+    assert server.http("GET", "/v1/models/mura/metadata") == server.http("GET", "/v1/models/mura/versions/1/metadata")
     status, body = server.http("GET", "/v1/models/mura/versions/1/metadata")
     assert status == 200 and body["model_spec"] == {"name": "mura", "signature_name": "", "version": "1"}
     signatures = body["metadata"]["signature_def"]["signature_def"]
