@@ -161,3 +161,16 @@ def test_schema_anomalies_stop_the_run_before_transform_naming_them(sample_root:
     assert report["anomalies"]["train"]
     ran = {e.type.rsplit(".", 1)[-1] for e in open_store(run.metadata).get_executions()}
     assert "DataValidationGate" in ran and not ran & {"Transform", "Trainer"}
+
+
+def test_the_multi_processing_direct_runner_drops_no_record(sample_root: Path, tmp_path: Path) -> None:
+    """Beam's DirectRunner on both cores (worker processes): every accepted image is in the TFRecords once."""
+    args = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path), beam_pipeline_args=args)
+    summary = run_ingestion(run, DataConfig())
+    index = read_mura(sample_root, progress=False)
+    for split in ("train", "eval", "test"):
+        paths = [example["source_path"].decode() for example in read_split(summary.examples_uri, split)]
+        expected = {r.source_path for r in index.images if r.split == split}
+        assert len(paths) == len(set(paths)) == len(expected) == summary.split_images[split], split
+        assert set(paths) == expected
