@@ -145,6 +145,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")  # 0/0 slices
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         logging.getLogger().setLevel(logging.CRITICAL)  # failures reach the user as the error below
         from absl import logging as absl_logging

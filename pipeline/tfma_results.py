@@ -48,7 +48,12 @@ def failures(evaluation_uri: str) -> list[str]:
     for per_slice in result.metric_validations_per_slice:
         group = _slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
         for failure in per_slice.failures:
-            key = failure.metric_key
-            what = f"{key.name} change against the baseline" if key.is_diff else key.name
-            lines.append(f"{group}: {what} {failure.metric_value.double_value.value:.3f} fails {failure.message}")
+            key, threshold = failure.metric_key, failure.metric_threshold
+            value = failure.metric_value.double_value.value
+            if key.is_diff:
+                needed = f"the required change {threshold.change_threshold.absolute.value:+.3f}"
+                lines.append(f"{group}: {key.name} change against the baseline {value:+.3f} is below {needed}")
+            else:
+                needed = f"the floor {threshold.value_threshold.lower_bound.value:.3f}"
+                lines.append(f"{group}: {key.name} {value:.3f} is below {needed}")
     return lines

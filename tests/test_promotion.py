@@ -136,7 +136,8 @@ def test_a_candidate_worse_than_the_served_model_is_not_pushed(pipeline_run, tmp
     evaluation = outputs_of(store, executions(store, "Evaluator")[-1])
     assert property_value(evaluation["ModelBlessing"].custom_properties, "blessed") == 0
     [failure] = failures(evaluation["ModelEvaluation"].uri)
-    assert failure.startswith("overall: auc change against the baseline")
+    assert failure.startswith("overall: auc change against the baseline ")
+    assert failure.endswith(" is below the required change +0.500")
     pushed = outputs_of(store, executions(store, "VersionedPusher")[-1])["PushedModel"]
     assert property_value(pushed.custom_properties, "pushed") == 0
     assert property_value(pushed.custom_properties, "not_pushed_because") == "TFMA's thresholds"
