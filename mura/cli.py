@@ -25,6 +25,7 @@ from mura.config import (
     ServingConfig,
     TrainConfig,
 )
+from mura.filesystem import absolute
 from mura.layout import DATASET_DIR
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
@@ -393,7 +394,7 @@ def serve(model_base_path: str, server: str, verbose: bool, **settings) -> None:
         max_request_bytes=settings["max_request_bytes"],
         max_image_pixels=settings["max_image_pixels"],
     )
-    model_base_path = os.path.abspath(model_base_path) if "://" not in model_base_path else model_base_path
+    model_base_path = absolute(model_base_path)
     binary = tf_serving.installed()
     if server == "tf-serving" and binary is None:
         raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")

@@ -56,8 +56,17 @@ class TensorFlowFileSystem:
         return f"{scheme}://{posixpath.normpath(rest)}"
 
 
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
 def filesystem_for(path: str) -> FileSystem:
-    return TensorFlowFileSystem() if "://" in path else LocalFileSystem()
+    return TensorFlowFileSystem() if is_uri(path) else LocalFileSystem()
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (runs change directory; subprocesses inherit none); URIs and "" unchanged."""
+    return path if not path or is_uri(path) else os.path.abspath(path)
 
 
 def is_within(root: str, path: str) -> bool:

@@ -12,6 +12,7 @@ import tf_keras as keras
 
 from mura import features
 from mura.config import TrainConfig
+from mura.filesystem import is_uri
 
 BASE_NAME = "resnet50v2"
 GRADCAM_LAYER = "post_relu"  # ResNet50V2's last feature layer
@@ -53,7 +54,7 @@ def resnet50v2_base(image_size: int, weights: str) -> keras.Model:
                 "base_weights to a local Keras weights file of ResNet50V2 without its top "
                 "(resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5), or to 'none' for random initialisation."
             ) from None
-    if not os.path.exists(weights) and "://" not in weights:
+    if not is_uri(weights) and not os.path.exists(weights):
         raise BaseWeightsError(f"base_weights file {weights} does not exist; use a path, 'imagenet' or 'none'")
     base.load_weights(weights)
     return base

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from tqdm import tqdm
 
 from mura.config import DataConfig
-from mura.filesystem import FileSystem, filesystem_for, is_within
+from mura.filesystem import FileSystem, absolute, filesystem_for, is_within
 from mura.image_header import ImageHeader, ImageHeaderError, read_image_header
 from mura.layout import (
     BODY_PARTS,
@@ -124,7 +124,7 @@ def find_dataset_dir(data_root: str | os.PathLike[str], fs: FileSystem) -> str:
             f"{dataset_dir} is not a MURA-v1.1 folder: missing {', '.join(missing)}. "
             f"Point at the folder that holds {DATASET_DIR}/ (with its four CSVs), or at {DATASET_DIR}/ itself."
         )
-    return fs.resolve(dataset_dir if "://" in dataset_dir else os.path.abspath(dataset_dir))
+    return fs.resolve(absolute(dataset_dir))
 
 
 class _Rejected(Exception):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mura.config import PROFILES, GateConfig, RunConfig, TrainConfig
+from mura.filesystem import absolute
 
 SETTINGS_FILE = "MURA_SETTINGS"
 # name: (default, meaning)
@@ -52,10 +53,6 @@ def _read_file(path: str) -> dict[str, str]:
     return values
 
 
-def _absolute(path: str) -> str:
-    return path if not path or "://" in path else os.path.abspath(path)
-
-
 def settings(environ: Mapping[str, str] = os.environ) -> Settings:
     values = {name: default for name, (default, _) in VARIABLES.items()}
     if environ.get(SETTINGS_FILE):
@@ -65,11 +62,11 @@ def settings(environ: Mapping[str, str] = os.environ) -> Settings:
     if profile not in PROFILES:
         raise ValueError(f"MURA_PROFILE must be one of {', '.join(sorted(PROFILES))}, got {profile!r}")
     run = RunConfig(
-        data_root=_absolute(values["MURA_DATA_ROOT"]),
-        pipeline_root=_absolute(values["MURA_PIPELINE_ROOT"]),
+        data_root=absolute(values["MURA_DATA_ROOT"]),
+        pipeline_root=absolute(values["MURA_PIPELINE_ROOT"]),
         pipeline_name=values["MURA_PIPELINE_NAME"],
-        metadata_path=_absolute(values["MURA_METADATA_PATH"]),
-        serving_root=_absolute(values["MURA_SERVING_ROOT"]),
+        metadata_path=absolute(values["MURA_METADATA_PATH"]),
+        serving_root=absolute(values["MURA_SERVING_ROOT"]),
         beam_pipeline_args=tuple(shlex.split(values["MURA_BEAM_ARGS"])),
     )
     gate = GateConfig(
