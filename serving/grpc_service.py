@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
+from mura.signatures import SERVING_DEFAULT
 from serving.errors import ServingError, invalid
 from serving.model_store import AVAILABLE, END, LOADING
 from serving.predictor import Predictor
@@ -49,13 +50,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             except (TypeError, ValueError) as error:
                 raise invalid(f"malformed input tensor: {error}") from None
             spec = request.model_spec
-            model, outputs = self.predictor.predict(spec.name, _version(spec), spec.signature_name, inputs)
+            model = self.predictor.store.get(spec.name, _version(spec))
+            outputs = self.predictor.predict(model, spec.signature_name, inputs)
         except ServingError as error:
             return _abort(context, error)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
-        response.model_spec.signature_name = spec.signature_name or "serving_default"
+        response.model_spec.signature_name = spec.signature_name or SERVING_DEFAULT
         output_filter = set(request.output_filter)
         for name, value in outputs.items():
             if not output_filter or name in output_filter:
@@ -72,10 +74,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        for name, signature in model.signature_defs.items():
-            signatures.signature_def[name].CopyFrom(signature)
-        response.metadata[SIGNATURE_DEF].Pack(signatures)
+        response.metadata[SIGNATURE_DEF].Pack(model.signature_def_map())
         return response
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.errors import not_found
 from serving.versions import versions
@@ -37,6 +38,13 @@ class LoadedModel:
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.functions[signature_name](**{k: tf.constant(v) for k, v in inputs.items()})
         return {name: value.numpy() for name, value in outputs.items()}
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """The model's metadata as both transports report it."""
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in self.signature_defs.items():
+            signatures.signature_def[name].CopyFrom(signature)
+        return signatures
 
 
 def signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:

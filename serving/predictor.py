@@ -36,10 +36,8 @@ class Predictor:
             )
         return model.signature_defs[name]
 
-    def predict(
-        self, name: str, version: int | None, signature_name: str, inputs: Inputs
-    ) -> tuple[LoadedModel, Inputs]:
-        model = self.store.get(name, version)
+    def predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> Inputs:
+        """`model` as the transport looked it up once, so a version swap mid-request cannot split it."""
         signature_name = signature_name or SERVING_DEFAULT
         expected = input_dtypes(self.signature(model, signature_name))
         if set(inputs) != set(expected):
@@ -58,7 +56,7 @@ class Predictor:
             outputs = self.batcher.submit((model.version, signature_name), _runner(model, signature_name), inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise invalid(_first_line(error)) from None
-        return model, outputs
+        return outputs
 
     def _check_images(self, signature_name: str, inputs: Inputs) -> None:
         """Images must be PNG or JPEG and decode to at most `max_image_pixels`: a decompression bomb is refused

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.errors import ServingError, invalid, not_found
 from serving.predictor import Predictor, input_dtypes
@@ -64,12 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self) -> dict:
         if match := METADATA.match(self.path):
             model = self.predictor.store.get(match["name"], _version(match))
-            signatures = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature in model.signature_defs.items():
-                signatures.signature_def[name].CopyFrom(signature)
+            signatures = json_format.MessageToDict(model.signature_def_map(), preserving_proto_field_name=True)
             return {
                 "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
-                "metadata": {"signature_def": json_format.MessageToDict(signatures, preserving_proto_field_name=True)},
+                "metadata": {"signature_def": signatures},
             }
         if match := STATUS.match(self.path):
             states = self.predictor.store.states(match["name"], _version(match))
@@ -106,8 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = self.predictor.store.get(match["name"], _version(match))
         dtypes = input_dtypes(self.predictor.signature(model, signature_name))
         inputs, kind = parse_request(body, dtypes)
-        _, outputs = self.predictor.predict(model.name, model.version, signature_name, inputs)
-        return format_response(outputs, kind)
+        return format_response(self.predictor.predict(model, signature_name, inputs), kind)
 
 
 def rest_server(predictor: Predictor, host: str, port: int, max_request_bytes: int) -> tuple[ThreadingHTTPServer, int]:
