@@ -13,14 +13,19 @@ def open_store(sqlite_path: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def latest_execution(store: mlmd.MetadataStore, component_class: str) -> metadata_store_pb2.Execution | None:
-    """The newest run (not cache hit) of a component, by the last part of its type name (`MuraExampleGen`)."""
+def completed_executions(store: mlmd.MetadataStore, component_class: str) -> list[metadata_store_pb2.Execution]:
+    """Runs (not cache hits) of a component, oldest first, by the last part of its type name (`MuraExampleGen`)."""
     executions = [
         e
         for e in store.get_executions()
         if e.type.rsplit(".", 1)[-1] == component_class and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
     ]
-    return max(executions, key=lambda e: e.id) if executions else None
+    return sorted(executions, key=lambda e: e.id)
+
+
+def latest_execution(store: mlmd.MetadataStore, component_class: str) -> metadata_store_pb2.Execution | None:
+    executions = completed_executions(store, component_class)
+    return executions[-1] if executions else None
 
 
 def outputs_of(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> dict[str, object]:

@@ -18,16 +18,9 @@ from sklearn.metrics import cohen_kappa_score
 from components.study_evaluator import score_images
 from mura.layout import BODY_PARTS
 from pipeline.kappa_metric import CohenKappa
-from pipeline.metadata import open_store, outputs_of, property_value
+from pipeline.metadata import completed_executions, open_store, outputs_of, property_value
 from pipeline.tfma_results import failures, image_table
 from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
-
-
-def executions(store, component: str) -> list:
-    return sorted(
-        (e for e in store.get_executions() if e.type.rsplit(".", 1)[-1] == component and e.last_known_state == 3),
-        key=lambda e: e.id,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def first_evaluation(pipeline_run):
     """The Evaluator's first execution: the run that had no blessed model before it."""
     run, _ = pipeline_run
     store = open_store(run.metadata)
-    return outputs_of(store, executions(store, "Evaluator")[0])
+    return outputs_of(store, completed_executions(store, "Evaluator")[0])
 
 
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), min_size=1, max_size=60))
@@ -117,15 +110,15 @@ def test_a_second_good_model_is_compared_with_the_first_and_pushed_as_version_2(
     train = dataclasses.replace(TINY_TRAIN, steps_per_epoch=TINY_TRAIN.steps_per_epoch + 1)  # a new model
     gate = dataclasses.replace(PERMISSIVE_GATE, auc_min_change=-1.0)  # any change is fine: it must be measured
     rerun, store, _ = _rerun(pipeline_run, tmp_path, train, gate)
-    [first, second] = executions(store, "Trainer")
-    evaluation = outputs_of(store, executions(store, "Evaluator")[-1])
+    [first, second] = completed_executions(store, "Trainer")
+    evaluation = outputs_of(store, completed_executions(store, "Evaluator")[-1])
     rows = image_table(evaluation["ModelEvaluation"].uri)
     assert all(row["auc_change"] is not None for row in rows if row["auc"] is not None)
     assert property_value(evaluation["ModelBlessing"].custom_properties, "blessed") == 1
-    pushed = outputs_of(store, executions(store, "VersionedPusher")[-1])["PushedModel"]
+    pushed = outputs_of(store, completed_executions(store, "VersionedPusher")[-1])["PushedModel"]
     assert property_value(pushed.custom_properties, "pushed_version") == 2
     assert sorted(os.listdir(os.path.join(rerun.serving, "mura"))) == ["1", "2"]
-    assert len(executions(store, "Transform")) == 1  # only the training settings changed: Transform is reused
+    assert len(completed_executions(store, "Transform")) == 1  # only the training settings changed: Transform is reused
     assert first.id < second.id
 
 
@@ -133,12 +126,12 @@ def test_a_candidate_worse_than_the_served_model_is_not_pushed(pipeline_run, tmp
     """The candidate must beat the latest blessed model, itself, by 0.5 AUC: it cannot, so nothing moves."""
     gate = dataclasses.replace(PERMISSIVE_GATE, auc_min_change=0.5)
     rerun, store, before = _rerun(pipeline_run, tmp_path, TINY_TRAIN, gate)
-    evaluation = outputs_of(store, executions(store, "Evaluator")[-1])
+    evaluation = outputs_of(store, completed_executions(store, "Evaluator")[-1])
     assert property_value(evaluation["ModelBlessing"].custom_properties, "blessed") == 0
     [failure] = failures(evaluation["ModelEvaluation"].uri)
     assert failure.startswith("overall: auc change against the baseline ")
     assert failure.endswith(" is below the required change +0.500")
-    pushed = outputs_of(store, executions(store, "VersionedPusher")[-1])["PushedModel"]
+    pushed = outputs_of(store, completed_executions(store, "VersionedPusher")[-1])["PushedModel"]
     assert property_value(pushed.custom_properties, "pushed") == 0
     assert property_value(pushed.custom_properties, "not_pushed_because") == "TFMA's thresholds"
     assert sorted(os.listdir(os.path.join(rerun.serving, "mura"))) == ["1"]
