@@ -38,6 +38,7 @@ demo: $(STAMP)
 	$(BIN)/mura audit $(DEMO_DIR)/data
 	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline \
 	  $(DEMO_GATE)
+	$(BIN)/mura report --pipeline-root $(DEMO_DIR)/pipeline --out $(DEMO_DIR)/report
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
 	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
 

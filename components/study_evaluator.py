@@ -25,6 +25,8 @@ from mura.study_metrics import ImagePrediction, aggregate_studies, official_rows
 METRICS_JSON = "study_metrics.json"
 METRICS_CSV = "study_metrics.csv"
 PREDICTIONS_CSV = "predictions.csv"  # header-less Study,Model rows, as MURA's scoring script reads them
+IMAGE_PREDICTIONS_CSV = "image_predictions.csv"  # one row per test image, for reports on single images
+IMAGE_PREDICTION_FIELDS = ["source_path", "study_id", "body_part", "label", "probability"]
 
 _SPEC = {
     features.LABEL: tf.io.FixedLenFeature([], tf.int64),
@@ -49,6 +51,7 @@ def score_images(model_dir: str, files: "list[str]", batch_size: int) -> "list[I
                     label=int(parsed[features.LABEL][i]),
                     probability=float(p),
                     study_path=study_path(source),
+                    source_path=source,
                 )
             )
     return images
@@ -75,7 +78,8 @@ def StudyEvaluator(
     files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
     if not files:
         raise ValueError(f"no examples in split '{split}' under {examples.uri}")
-    studies = aggregate_studies(score_images(os.path.join(model.uri, "Format-Serving"), files, batch_size), threshold)
+    images = score_images(os.path.join(model.uri, "Format-Serving"), files, batch_size)
+    studies = aggregate_studies(images, threshold)
     table = study_table(studies)
     overall = table[-1]
     blessed = overall.kappa > kappa_floor  # strict: a constant model (kappa 0) never passes the default
@@ -97,6 +101,10 @@ def StudyEvaluator(
         os.path.join(evaluation.uri, METRICS_CSV), _csv([header] + [[getattr(r, h) for h in header] for r in table])
     )
     write_text(os.path.join(evaluation.uri, PREDICTIONS_CSV), _csv([list(row) for row in official_rows(studies)]))
+    write_text(
+        os.path.join(evaluation.uri, IMAGE_PREDICTIONS_CSV),
+        _csv([IMAGE_PREDICTION_FIELDS] + [[getattr(i, f) for f in IMAGE_PREDICTION_FIELDS] for i in images]),
+    )
     evaluation.set_float_custom_property("overall_kappa", overall.kappa)
     if overall.auroc is not None:
         evaluation.set_float_custom_property("overall_auroc", overall.auroc)

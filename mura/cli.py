@@ -337,6 +337,41 @@ def _print_results(summary: PipelineSummary) -> None:
 
 @main.command()
 @click.option(
+    "--pipeline-root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local run's pipeline root (the folder with metadata.sqlite).",
+)
+@click.option("--metadata-path", default="", help="The ML Metadata file. [default: <pipeline-root>/metadata.sqlite]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Folder for index.html and its PNG figures.",
+)
+@click.option(
+    "--cases", type=click.IntRange(0), default=2, show_default=True, help="Worst misreads shown per body part and kind."
+)
+def report(pipeline_root: Path, metadata_path: str, out: Path, cases: int) -> None:
+    """Write a static HTML report of the latest run: study-level kappa and AUROC per body part beside the MURA
+    paper, ROC curves, reliability diagram and confusion matrices per body part (TFMA), the gate's verdict, and
+    the worst false negatives and false positives per body part with Grad-CAM heatmaps from the pushed model.
+    """
+    _quiet_tensorflow(verbose=False)
+    from pipeline.report import write_report
+    from pipeline.run_outputs import find_run_outputs
+
+    run = RunConfig(data_root="", pipeline_root=str(pipeline_root.absolute()), metadata_path=metadata_path)
+    try:
+        page = write_report(find_run_outputs(run.metadata), out, cases)
+    except (LookupError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Report written to {page} (open it in a browser; the figures are PNG files beside it).")
+
+
+@main.command()
+@click.option(
     "--model-base-path",
     required=True,
     help="The folder of integer versions the pipeline pushes to: <serving root>/<model name>.",

@@ -31,6 +31,7 @@ class ImagePrediction:
     label: int
     probability: float
     study_path: str = ""  # as MURA's CSVs spell it: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/
+    source_path: str = ""  # the image's own path, relative to the data root
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ def eval_config(train: TrainConfig, gate: GateConfig) -> tfma.EvalConfig:
         tfma.MetricConfig(class_name="Calibration"),
         tfma.MetricConfig(class_name="CalibrationPlot"),
         tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
-        tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config=_at(list(CONFUSION_THRESHOLDS))),
+        tfma.MetricConfig(
+            class_name="ConfusionMatrixAtThresholds", config=_at(sorted({*CONFUSION_THRESHOLDS, train.threshold}))
+        ),
     ]
     return tfma.EvalConfig(
         model_specs=[

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from components.artifacts import StudyEvaluation
 from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
 from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
 from pipeline.definition import create_pipeline
-from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
+from pipeline.run_outputs import find_run_outputs
 from pipeline.tfma_results import failures, image_table
 
 
@@ -36,23 +35,16 @@ class PipelineSummary:
 
 def run_pipeline(run: RunConfig, data: DataConfig, train: TrainConfig, gate: GateConfig) -> PipelineSummary:
     BeamDagRunner().run(create_pipeline(run, data, train, gate))
-    store = open_store(run.metadata)
-    executions = {name: latest_execution(store, name) for name in ("Evaluator", "StudyEvaluator", "VersionedPusher")}
-    missing = [name for name, execution in executions.items() if execution is None]
-    if missing:
-        raise LookupError(f"the run recorded no {', '.join(missing)} execution in {run.metadata}")
-    tfma_evaluation = outputs_of(store, executions["Evaluator"])["ModelEvaluation"]
-    evaluation = outputs_of(store, executions["StudyEvaluator"])[StudyEvaluation.TYPE_NAME]
-    pushed = outputs_of(store, executions["VersionedPusher"])["PushedModel"]
-    with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_JSON)) as handle:
+    outputs = find_run_outputs(run.metadata).require("evaluation", "study_evaluation", "pushed_model")
+    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
         report = json.load(handle)
     return PipelineSummary(
         table=report["rows"],
         kappa_floor=report["kappa_floor"],
         blessed=report["blessed"],
-        image_table=image_table(tfma_evaluation.uri),
-        tfma_failures=failures(tfma_evaluation.uri),
-        pushed_to=str(property_value(pushed.custom_properties, "pushed_destination") or ""),
-        metrics_dir=evaluation.uri,
-        evaluation_dir=tfma_evaluation.uri,
+        image_table=image_table(outputs.evaluation),
+        tfma_failures=failures(outputs.evaluation),
+        pushed_to=outputs.pushed_to,
+        metrics_dir=outputs.study_evaluation,
+        evaluation_dir=outputs.evaluation,
     )

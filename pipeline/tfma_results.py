@@ -8,6 +8,7 @@ import math
 import tensorflow_model_analysis as tfma
 
 from mura import features
+from mura.curves import Counts, SliceCurves, rebin_calibration, roc_points
 from pipeline.kappa_metric import NAME as KAPPA
 
 OVERALL = "overall"
@@ -22,10 +23,23 @@ def _number(metrics: dict, name: str) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def load_candidate(evaluation_uri: str) -> tfma.EvalResult:
+    """TFMA's result for the candidate model (with a baseline, TFMA stores both and plots need the name)."""
+    result = tfma.load_eval_result(evaluation_uri)
+    specs = result.config.model_specs
+    if len(specs) < 2:
+        return result
+    return tfma.load_eval_result(evaluation_uri, model_name=next(s.name for s in specs if not s.is_baseline))
+
+
+def _sorted_groups(rows: list, group) -> list:
+    return sorted(rows, key=lambda row: (group(row) == OVERALL, group(row)))
+
+
 def image_table(evaluation_uri: str) -> list[dict[str, object]]:
     """One row per body part, then overall: examples, AUC, kappa at the threshold, and AUC's change against the
     baseline when there was one."""
-    result = tfma.load_eval_result(evaluation_uri)
+    result = load_candidate(evaluation_uri)
     rows = []
     for slice_key, by_output in result.slicing_metrics:
         metrics = by_output[""][""]
@@ -38,7 +52,42 @@ def image_table(evaluation_uri: str) -> list[dict[str, object]]:
                 "auc_change": _number(metrics, "auc_diff"),
             }
         )
-    return sorted(rows, key=lambda row: (row["group"] == OVERALL, row["group"]))
+    return _sorted_groups(rows, lambda row: row["group"])
+
+
+def _counts(matrix: dict) -> Counts:
+    return Counts(
+        tp=matrix.get("truePositives", 0.0),
+        fp=matrix.get("falsePositives", 0.0),
+        tn=matrix.get("trueNegatives", 0.0),
+        fn=matrix.get("falseNegatives", 0.0),
+    )
+
+
+def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[SliceCurves]:
+    """ROC, calibration and the confusion matrix at `threshold` per body part, then overall, from TFMA's plots."""
+    result = load_candidate(evaluation_uri)
+    metrics = {_slice_name(key): by_output[""][""] for key, by_output in result.slicing_metrics}
+    curves = []
+    for slice_key, by_output in result.plots:
+        group = _slice_name(slice_key)
+        plots = by_output[""][""]
+        fpr, tpr = roc_points(
+            (m.get("threshold", 0.0), _counts(m)) for m in plots["confusionMatrixAtThresholds"]["matrices"]
+        )
+        buckets = [
+            (
+                float(b.get("lowerThresholdInclusive", "-inf")),
+                b.get("numWeightedExamples", 0.0),
+                b.get("totalWeightedLabel", 0.0),
+                b.get("totalWeightedRefinedPrediction", 0.0),
+            )
+            for b in plots["calibrationHistogramBuckets"]["buckets"]
+        ]
+        matrices = metrics[group]["confusion_matrix_at_thresholds"]["confusionMatrixAtThresholds"]["matrices"]
+        at_threshold = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - threshold))
+        curves.append(SliceCurves(group, fpr, tpr, rebin_calibration(buckets, bins), _counts(at_threshold)))
+    return _sorted_groups(curves, lambda c: c.group)
 
 
 def failures(evaluation_uri: str) -> list[str]:

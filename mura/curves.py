@@ -1,0 +1,65 @@
+"""Image-level curves of one slice (a body part or overall): ROC, calibration and the confusion matrix at the
+model's threshold, as plain numbers that figures draw and tests check."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Counts:
+    tp: float = 0.0
+    fp: float = 0.0
+    tn: float = 0.0
+    fn: float = 0.0
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    lower: float
+    upper: float
+    images: float
+    mean_prediction: float | None  # None for an empty bin
+    fraction_abnormal: float | None
+
+
+@dataclass(frozen=True)
+class SliceCurves:
+    group: str  # a body part or "overall"
+    fpr: list[float]  # ROC points, from (0, 0) to (1, 1)
+    tpr: list[float]
+    calibration: list[CalibrationBin]
+    counts: Counts  # at the model's threshold
+
+
+def roc_points(counts_by_threshold: Iterable[tuple[float, Counts]]) -> tuple[list[float], list[float]]:
+    """(FPR, TPR) from confusion matrices at many thresholds, ordered from the strictest to the most lenient."""
+    points = {(0.0, 0.0), (1.0, 1.0)}
+    for _, c in counts_by_threshold:
+        negatives, positives = c.fp + c.tn, c.tp + c.fn
+        if negatives and positives:
+            points.add((c.fp / negatives, c.tp / positives))
+    ordered = sorted(points)
+    return [p[0] for p in ordered], [p[1] for p in ordered]
+
+
+def rebin_calibration(buckets: Iterable[tuple[float, float, float, float]], bins: int = 10) -> list[CalibrationBin]:
+    """Fine (lower bound, images, sum of labels, sum of predictions) buckets -> `bins` equal-width bins on [0, 1]."""
+    totals = [[0.0, 0.0, 0.0] for _ in range(bins)]
+    for lower, images, labels, predictions in buckets:
+        index = 0 if math.isinf(lower) else min(int(max(lower, 0.0) * bins), bins - 1)
+        totals[index][0] += images
+        totals[index][1] += labels
+        totals[index][2] += predictions
+    return [
+        CalibrationBin(
+            lower=i / bins,
+            upper=(i + 1) / bins,
+            images=images,
+            mean_prediction=predictions / images if images else None,
+            fraction_abnormal=labels / images if images else None,
+        )
+        for i, (images, labels, predictions) in enumerate(totals)
+    ]

@@ -1,0 +1,248 @@
+"""The per-body-part analysis of a run: what the notebook shows and `mura report` writes as a static page.
+
+Everything is read back from the run's artifacts (found through ML Metadata): TFMA's slices and plots, the study
+evaluation, the test images, and the model that was pushed (or, when it was refused, the candidate).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
+from mura import features
+from mura.curves import SliceCurves
+from mura.figures import (
+    Case,
+    cases_figure,
+    confusion_figure,
+    reliability_figure,
+    roc_figure,
+    study_metrics_chart,
+)
+from mura.gradcam import heatmaps, load_model
+from mura.image_ops import decode_batch_to_square
+from pipeline.run_outputs import RunOutputs
+from pipeline.tfma_results import failures, image_table, slice_curves
+
+THUMBNAIL_SIDE = 256
+MISREAD_KINDS = ("false negatives", "false positives")
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    source_path: str
+    study_id: str
+    body_part: str
+    label: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    study: dict  # the StudyEvaluator's report: rows per body part and overall, threshold, floor, blessing
+    image_rows: list[dict[str, object]]  # TFMA's image-level table
+    curves: list[SliceCurves]
+    tfma_failures: list[str]
+    images: list[ImageResult]
+    pushed_to: str
+    model_dir: str  # the model Grad-CAM explains: the pushed one, else the candidate
+    examples_dir: str
+
+    @property
+    def threshold(self) -> float:
+        return self.study["threshold"]
+
+    def verdict(self) -> list[str]:
+        """Why the model was, or was not, pushed: one line per reason."""
+        overall = self.study["rows"][-1]["kappa"]
+        floor = self.study["kappa_floor"]
+        lines = [f"TFMA: {failure}" for failure in self.tfma_failures]
+        if not self.study["blessed"]:
+            lines.append(f"study level: overall kappa {overall:.3f} is not above the floor {floor}")
+        if self.pushed_to:
+            return [f"Pushed to {self.pushed_to}: TFMA blessed it and overall study kappa {overall:.3f} > {floor}."]
+        return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
+
+
+def _image_results(study_dir: str) -> list[ImageResult]:
+    path = os.path.join(study_dir, IMAGE_PREDICTIONS_CSV)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the run predates per-image predictions; run the pipeline again")
+    with tf.io.gfile.GFile(path) as handle:
+        return [
+            ImageResult(r["source_path"], r["study_id"], r["body_part"], int(r["label"]), float(r["probability"]))
+            for r in csv.DictReader(handle)
+        ]
+
+
+def analyse(outputs: RunOutputs) -> Analysis:
+    outputs.require("examples", "model", "evaluation", "study_evaluation")
+    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
+        study = json.load(handle)
+    return Analysis(
+        study=study,
+        image_rows=image_table(outputs.evaluation),
+        curves=slice_curves(outputs.evaluation, study["threshold"]),
+        tfma_failures=failures(outputs.evaluation),
+        images=_image_results(outputs.study_evaluation),
+        pushed_to=outputs.pushed_to,
+        model_dir=outputs.pushed_to or outputs.serving_model,
+        examples_dir=outputs.examples,
+    )
+
+
+def misread(images: list[ImageResult], threshold: float, per_kind: int) -> dict[tuple[str, str], list[ImageResult]]:
+    """The most confident mistakes per (body part, kind): abnormal images scored lowest, normal ones highest."""
+    worst: dict[tuple[str, str], list[ImageResult]] = {}
+    for part in sorted({i.body_part for i in images}):
+        members = [i for i in images if i.body_part == part]
+        missed = sorted(
+            (i for i in members if i.label == 1 and i.probability <= threshold), key=lambda i: i.probability
+        )
+        raised = sorted(
+            (i for i in members if i.label == 0 and i.probability > threshold), key=lambda i: -i.probability
+        )
+        worst[(part, MISREAD_KINDS[0])] = missed[:per_kind]
+        worst[(part, MISREAD_KINDS[1])] = raised[:per_kind]
+    return worst
+
+
+def _encoded_images(examples_dir: str, split: str, wanted: set[str]) -> dict[str, bytes]:
+    files = tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*"))
+    spec = {
+        features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+        features.SOURCE_PATH: tf.io.FixedLenFeature([], tf.string),
+    }
+    found = {}
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        example = tf.io.parse_single_example(record, spec)
+        path = example[features.SOURCE_PATH].numpy().decode()
+        if path in wanted:
+            found[path] = example[features.IMAGE].numpy()
+    return found
+
+
+def _case_title(image: ImageResult) -> str:
+    where = "/".join(image.source_path.split("/")[-3:])  # patient, study, image
+    return f"{where}\nlabel {'abnormal' if image.label else 'normal'}, p = {image.probability:.3f}"
+
+
+def _thumbnail(encoded: bytes) -> np.ndarray:
+    image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    scale = THUMBNAIL_SIDE / max(image.shape[0], image.shape[1])
+    if scale < 1:
+        image = tf.image.resize(image, [round(image.shape[0] * scale), round(image.shape[1] * scale)], antialias=True)
+    return image.numpy()[..., 0]
+
+
+def misread_cases(analysis: Analysis, per_kind: int = 2) -> dict[tuple[str, str], list[Case]]:
+    """The worst misreads with their Grad-CAM heatmaps, computed from the model in one batch."""
+    worst = misread(analysis.images, analysis.threshold, per_kind)
+    chosen = [image for group in worst.values() for image in group]
+    if not chosen:
+        return {key: [] for key in worst}
+    split = analysis.study.get("split", "test")
+    encoded = _encoded_images(analysis.examples_dir, split, {i.source_path for i in chosen})
+    model = load_model(analysis.model_dir)
+    size = model.input_shape[1]
+    pixels = decode_batch_to_square(tf.constant([encoded[i.source_path] for i in chosen]), size).numpy()
+    cams = heatmaps(model, pixels)
+    maps = {image.source_path: (pixels[n, ..., 0], cams[n]) for n, image in enumerate(chosen)}
+    return {
+        key: [
+            Case(
+                title=_case_title(i),
+                image=_thumbnail(encoded[i.source_path]),
+                model_input=maps[i.source_path][0],
+                heatmap=maps[i.source_path][1],
+            )
+            for i in images
+        ]
+        for key, images in worst.items()
+    }
+
+
+def figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figure]:
+    """Every figure of the report by file stem, in reading order."""
+    drawn = {
+        "study_metrics": study_metrics_chart(analysis.study["rows"]),
+        "roc": roc_figure(analysis.curves),
+        "reliability": reliability_figure(analysis.curves),
+        "confusion": confusion_figure(analysis.curves, analysis.threshold),
+    }
+    for (part, kind), cases in misread_cases(analysis, cases_per_kind).items():
+        drawn[f"misread_{part}_{kind.replace(' ', '_')}"] = cases_figure(cases, f"{part}: worst {kind}")
+    return drawn
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(title)}</th>" for title, _ in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(row.get(key))}</td>" for _, key in columns) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 10px; }
+td { text-align: right; } td:first-child { text-align: left; } img { max-width: 100%; }
+.cases { display: flex; flex-wrap: wrap; gap: 1em; } .cases img { width: 330px; }
+"""
+
+
+def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
+    study_columns = [("", "group"), ("studies", "studies"), ("kappa", "kappa"), ("AUROC", "auroc")]
+    study_columns += [("best radiologist", "radiologist_kappa"), ("MURA paper", "paper_kappa")]
+    image_columns = [("", "group"), ("images", "examples"), ("AUC", "auc"), ("kappa", "kappa")]
+    image_columns.append(("AUC vs baseline", "auc_change"))
+
+    def img(stem: str) -> str:
+        return f'<img src="{html.escape(figure_files[stem])}" alt="{html.escape(stem)}">'
+
+    cases = "".join(img(stem) for stem in figure_files if stem.startswith("misread_"))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>MURA model report</title><style>{_STYLE}</style></head>
+<body>
+<h1>MURA model report</h1>
+<h2>Verdict</h2>
+<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in analysis.verdict())}</ul>
+<p>Test split; threshold {analysis.threshold:g}; model explained by Grad-CAM: {html.escape(analysis.model_dir)}</p>
+<h2>Study level (MURA's protocol)</h2>
+{_table(analysis.study["rows"], study_columns)}
+{img("study_metrics")}
+<h2>Image level (TFMA)</h2>
+{_table(analysis.image_rows, image_columns)}
+{img("roc")}
+{img("reliability")}
+{img("confusion")}
+<h2>Worst misreads per body part, with Grad-CAM</h2>
+<p>False negatives: abnormal images the model scored lowest. False positives: normal images it scored highest.</p>
+<div class="cases">{cases}</div>
+</body></html>
+"""
+
+
+def write_report(outputs: RunOutputs, out_dir: Path, cases_per_kind: int = 2) -> Path:
+    """`out_dir`/index.html with its figures as PNG files beside it; returns the page's path."""
+    analysis = analyse(outputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for stem, figure in figures(analysis, cases_per_kind).items():
+        files[stem] = f"{stem}.png"
+        figure.savefig(out_dir / files[stem], dpi=100)
+    page = out_dir / "index.html"
+    page.write_text(render_html(analysis, files))
+    return page

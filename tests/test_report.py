@@ -1,0 +1,129 @@
+"""The per-body-part report and notebooks, on the shared pipeline run; the curve arithmetic and Grad-CAM by hand."""
+
+import csv
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from nbclient import NotebookClient
+from PIL import Image
+
+from components.study_evaluator import IMAGE_PREDICTIONS_CSV
+from mura.cli import main
+from mura.config import TrainConfig
+from mura.curves import Counts, rebin_calibration, roc_points
+from mura.layout import BODY_PARTS
+from pipeline.report import MISREAD_KINDS, ImageResult, misread
+from pipeline.run_outputs import find_run_outputs
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_roc_points_run_from_the_origin_to_one_one() -> None:
+    # 2 positives, 2 negatives; at 0.5: one positive caught, no false positive; at 0.1: everything positive.
+    fpr, tpr = roc_points([(0.5, Counts(tp=1, fp=0, tn=2, fn=1)), (0.1, Counts(tp=2, fp=2, tn=0, fn=0))])
+    assert (fpr, tpr) == ([0.0, 0.0, 1.0], [0.0, 0.5, 1.0])
+
+
+def test_rebinning_sums_images_labels_and_predictions_per_bin() -> None:
+    buckets = [(float("-inf"), 0, 0, 0), (0.05, 2, 1, 0.1), (0.09, 2, 1, 0.18), (0.95, 4, 4, 3.8), (1.0, 1, 1, 1.0)]
+    bins = rebin_calibration(buckets, bins=10)
+    assert [b.images for b in bins] == [4, 0, 0, 0, 0, 0, 0, 0, 0, 5]
+    assert bins[0].mean_prediction == pytest.approx(0.07) and bins[0].fraction_abnormal == 0.5
+    assert bins[9].mean_prediction == pytest.approx(0.96) and bins[9].fraction_abnormal == 1.0
+    assert bins[1].mean_prediction is None
+
+
+def test_misreads_are_the_most_confident_mistakes_of_each_body_part() -> None:
+    images = [
+        ImageResult("a", "s1", "XR_HAND", 1, 0.1),
+        ImageResult("b", "s1", "XR_HAND", 1, 0.4),
+        ImageResult("c", "s2", "XR_HAND", 1, 0.9),  # right: not a misread
+        ImageResult("d", "s3", "XR_HAND", 0, 0.6),
+        ImageResult("e", "s3", "XR_HAND", 0, 0.99),
+        ImageResult("f", "s4", "XR_WRIST", 0, 0.2),
+    ]
+    worst = misread(images, threshold=0.5, per_kind=1)
+    negatives, positives = MISREAD_KINDS
+    assert [i.source_path for i in worst[("XR_HAND", negatives)]] == ["a"]
+    assert [i.source_path for i in worst[("XR_HAND", positives)]] == ["e"]
+    assert worst[("XR_WRIST", negatives)] == worst[("XR_WRIST", positives)] == []
+
+
+def test_gradcam_maps_cover_the_input_and_peak_at_one() -> None:
+    import tensorflow as tf
+
+    from mura.gradcam import heatmaps
+    from mura.model import build_model
+
+    tf.keras.utils.set_random_seed(3)
+    model = build_model(TrainConfig(image_size=64, base_weights="none", dense_units=8))
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 1), dtype=np.uint8)
+    maps = heatmaps(model, pixels)
+    assert maps.shape == (3, 64, 64)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    for heatmap in maps:
+        assert heatmap.max() == pytest.approx(1.0) or not heatmap.any()
+
+
+@pytest.fixture(scope="module")
+def pipeline_root(pipeline_run) -> str:
+    run, _ = pipeline_run
+    return run.pipeline_root
+
+
+def test_the_study_evaluation_keeps_every_test_image_prediction(pipeline_root: str, sample_root: Path) -> None:
+    outputs = find_run_outputs(os.path.join(pipeline_root, "metadata.sqlite"))
+    with open(os.path.join(outputs.study_evaluation, IMAGE_PREDICTIONS_CSV)) as handle:
+        rows = list(csv.DictReader(handle))
+    test_images = sorted(str(p.relative_to(sample_root)) for p in (sample_root / "MURA-v1.1" / "valid").rglob("*.png"))
+    assert sorted(row["source_path"] for row in rows) == test_images
+    assert all(0.0 <= float(row["probability"]) <= 1.0 and row["label"] in ("0", "1") for row in rows)
+
+
+def test_mura_report_writes_a_page_whose_figures_are_valid_pngs(pipeline_root: str, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", "--pipeline-root", pipeline_root, "--out", str(out), "--cases", "1"])
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_text()
+    figures = sorted(out.glob("*.png"))
+    names = {f.stem for f in figures}
+    assert {"study_metrics", "roc", "reliability", "confusion"} <= names
+    assert {f"misread_{part}_{kind.replace(' ', '_')}" for part in BODY_PARTS for kind in MISREAD_KINDS} <= names
+    for figure in figures:
+        assert f'src="{figure.name}"' in page
+        assert figure.read_bytes().startswith(PNG_SIGNATURE)
+        with Image.open(figure) as image:
+            image.verify()
+        with Image.open(figure) as image:
+            assert min(image.size) > 100 and len(image.getcolors(1 << 24)) > 2  # drawn on, not blank
+    assert "Pushed to" in page and "XR_WRIST" in page
+
+
+def test_mura_report_of_a_folder_that_never_ran_says_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["report", "--pipeline-root", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "no ML Metadata store" in result.output
+
+
+@pytest.mark.parametrize(("notebook", "min_figures"), [("body_part_analysis.ipynb", 5), ("data_validation.ipynb", 2)])
+def test_notebooks_run_headless_and_draw_their_figures(
+    notebook: str, min_figures: int, pipeline_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    assert all(
+        not cell.get("outputs") and not cell.get("execution_count") for cell in stored.cells if cell.cell_type == "code"
+    )
+    assert any("parameters" in cell.metadata.get("tags", []) for cell in stored.cells)
+    monkeypatch.setenv("MURA_PIPELINE_ROOT", pipeline_root)
+    NotebookClient(
+        stored, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    outputs = [output for cell in stored.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) >= min_figures
