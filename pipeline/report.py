@@ -171,7 +171,7 @@ def misread_cases(analysis: Analysis, per_kind: int = 2) -> dict[tuple[str, str]
     }
 
 
-def figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figure]:
+def draw_figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figure]:
     """Every figure of the report by file stem, in reading order."""
     drawn = {
         "study_metrics": study_metrics_chart(analysis.study["rows"]),
@@ -240,7 +240,7 @@ def write_report(outputs: RunOutputs, out_dir: Path, cases_per_kind: int = 2) ->
     analysis = analyse(outputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
-    for stem, figure in figures(analysis, cases_per_kind).items():
+    for stem, figure in draw_figures(analysis, cases_per_kind).items():
         files[stem] = f"{stem}.png"
         figure.savefig(out_dir / files[stem], dpi=100)
     page = out_dir / "index.html"
