@@ -39,7 +39,9 @@ def summary(sections: list[report.Section], failed: list[str], seconds: float, q
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (figures meaningless)")
     parser.add_argument("--workdir", type=Path, help="synthetic data and models, reused when present")
     parser.add_argument("--output", type=Path, help="the document (default: docs/PERFORMANCE.md; with --quick, none)")

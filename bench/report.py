@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -171,7 +172,11 @@ def write_section(section: Section | None, path: Path = DOC, preamble: str = "")
 
 def main(run: Callable[[Path, bool], Section], description: str) -> None:
     """The command line every benchmark shares: --quick, --workdir, --output."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench.{Path(sys.argv[0]).stem}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (figures meaningless)")
     parser.add_argument(
         "--workdir",
