@@ -1,23 +1,23 @@
-"""Runs every benchmark in one process on one synthetic MURA and writes docs/PERFORMANCE.md: each section, and
-a summary of the targets with the run's total time.
-
-Usage: python -m bench [--quick] [--workdir DIR] [--output FILE]
+"""Runs every benchmark, each in its own process as the project runs that code (the Trainer's process settings
+for the pipeline's benchmarks, `mura serve`'s for serving), on one shared synthetic MURA, and writes
+docs/PERFORMANCE.md: each section, and a summary of the targets with the run's total time.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 from tabulate import tabulate
 
-from bench import end_to_end, ingestion, input_pipeline, report, serving, training_step
+from bench import report
 
 # Ingestion first: it draws the shared 5,000-image sample the next ones read.
-BENCHMARKS = (ingestion, input_pipeline, training_step, serving, end_to_end)
+BENCHMARKS = ("ingestion", "input_pipeline", "training_step", "serving", "end_to_end")
 
 
 def summary(sections: list[report.Section], failed: list[str], seconds: float, quick: bool) -> str:
@@ -52,20 +52,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mura-bench-") as temporary:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
-        for benchmark in BENCHMARKS:
-            name = benchmark.__name__.rsplit(".", 1)[-1]
-            began = time.perf_counter()
-            try:
-                section = benchmark.run(workdir, args.quick)
-            except Exception:
-                traceback.print_exc()
+        for name in BENCHMARKS:
+            section_json = workdir / f"{name}.section.json"
+            command = [sys.executable, "-m", f"bench.{name}", "--workdir", str(workdir)]
+            command += ["--section-json", str(section_json)]
+            command += ["--quick"] * args.quick + (["--output", str(output)] if output else [])
+            if subprocess.run(command).returncode != 0:
                 failed.append(name)
                 continue
-            section.seconds, section.quick = time.perf_counter() - began, args.quick
-            sections.append(section)
-            print(section.text(), flush=True)
-            if output:
-                report.write_section(section, output)
+            sections.append(report.load_section(section_json))
     text = summary(sections, failed, time.perf_counter() - start, args.quick)
     print(text)
     if output:

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pipeline  # noqa: F401  (the pipeline's process settings, set before TensorFlow loads)
 from bench import report
 from bench.data import image_count, sample_config, synthetic_tree
 from mura.config import PROFILES, DataConfig, GateConfig, RunConfig

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pipeline  # noqa: F401  (the pipeline's process settings, set before TensorFlow loads)
 from bench import report
 from bench.data import MAX_SIDE, decode_rate, image_files, read_all, sample_config, synthetic_tree
 from mura.config import PROFILES, TrainConfig
@@ -180,7 +181,12 @@ def run(workdir: Path, quick: bool) -> report.Section:
             ["seed's ImageDataGenerator", name, config.image_size, report.fmt(seed)],
         ]
         layers = [  # the last (largest) shape: which augmentation layer costs what
-            [layer.name, name, config.image_size, report.fmt(trainer_pipeline_rate(records, files, config, layer, 2))]
+            [
+                type(layer).__name__,
+                name,
+                config.image_size,
+                report.fmt(trainer_pipeline_rate(records, files, config, layer, 2)),
+            ]
             for layer in augmentation().layers
         ]
     section.tables = [

@@ -7,7 +7,9 @@ absolute timings on a shared machine move with whatever else runs on it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import os
 import platform
 import re
@@ -92,6 +94,17 @@ class Section:
         for caption, headers, rows in self.tables:
             parts += [f"{caption}:", tabulate(rows, headers, tablefmt="simple", disable_numparse=True)]
         return "\n".join(parts)
+
+
+def save_section(section: Section, path: Path) -> None:
+    path.write_text(json.dumps(dataclasses.asdict(section)))
+
+
+def load_section(path: Path) -> Section:
+    fields = json.loads(path.read_text())
+    fields["comparisons"] = [Comparison(**c) for c in fields["comparisons"]]
+    fields["tables"] = [tuple(table) for table in fields["tables"]]
+    return Section(**fields)
 
 
 def comparison_table(comparisons: Sequence[Comparison], tablefmt: str) -> str:
@@ -188,6 +201,7 @@ def main(run: Callable[[Path, bool], Section], description: str) -> None:
         type=Path,
         help=f"the document to update (default: {DOC.relative_to(DOC.parent.parent)}; with --quick, none)",
     )
+    parser.add_argument("--section-json", type=Path, help=argparse.SUPPRESS)  # for python -m bench's summary
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory(prefix="mura-bench-") as temporary:
@@ -197,6 +211,8 @@ def main(run: Callable[[Path, bool], Section], description: str) -> None:
         section = run(workdir, args.quick)
         section.seconds, section.quick = time.perf_counter() - start, args.quick
     print(section.text(), flush=True)
+    if args.section_json:
+        save_section(section, args.section_json)
     output = args.output or (None if args.quick else DOC)
     if output:
         write_section(section, output)

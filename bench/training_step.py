@@ -14,9 +14,22 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pipeline  # noqa: F401  (the pipeline's process settings, set before TensorFlow loads)
 from bench import report
 from mura.config import PROFILES, TrainConfig
 
+NOTES = """
+What bounds it. The limit counts only the convolution and dense FLOPs, at the rate of a large matmul. Profiled
+with TensorFlow's profiler (a fine-tuning step at 64 px), before the pipeline turned oneDNN on: the gradients of
+the conv5 blocks' convolutions (`Conv2DBackpropInput`, on 2x2 feature maps of 512 to 2,048 channels at 64 px) took
+about 90 % of the step, some 50 times their FLOPs' worth. TensorFlow leaves oneDNN's kernels off on CPUs without
+AVX-512, like this one, and its own convolution gradients are slow at such small spatial sizes; with
+`TF_ENABLE_ONEDNN_OPTS=1` the same fine-tuning step ran 8x faster and the whole-network step 2x, so the pipeline's
+processes now set it (`pipeline/__init__.py`), and this benchmark runs under it. What remains at 64 px: from conv4
+on every feature map is 4x4 or 2x2, too small to keep the vector units busy, and BatchNorm, ReLU, the residual
+adds and Adam's update of 23.5 M weights are memory-bound work the FLOP count leaves out. At 320 px the
+convolutions are large enough to use the arithmetic units well. A frozen-base step is close to a forward pass.
+"""
 MATMUL_SIZE = 2048
 FULL_BATCH = 8  # the full profile's batch of 64 takes about half a minute a step on 2 cores
 
@@ -136,6 +149,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
             "layers (2 FLOPs per multiply-add; a trained layer's backward pass costs twice its forward, a frozen "
             "layer above a trained one once)."
         ),
+        notes=NOTES,
     )
     rows = []
     for profile, phase, config, steps in cases:
