@@ -33,6 +33,8 @@ def summary(sections: list[report.Section], failed: list[str], seconds: float, q
         "",
         tabulate(rows, headers, tablefmt="github", disable_numparse=True),
     ]
+    if any(row[-1] != "yes" for row in rows):
+        lines += ["", 'Where a target is missed, its section below names the measured bound ("What bounds it").']
     if failed:
         lines += ["", f"Failed, see the log: {', '.join(failed)}."]
     return "\n".join(lines)
