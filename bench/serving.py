@@ -20,7 +20,7 @@ from bench.data import image_files, read_all, sample_config, synthetic_tree
 from mura.config import PROFILES, ServingConfig, TrainConfig
 
 NOTES = """
-Reading the figures. Batching on adds up to the batch timeout to a lone client's every request: the batch waits
+What bounds it. Batching on adds up to the batch timeout to a lone client's every request: the batch waits
 for company that does not come (TF Serving's batching does the same), so the single-request latency target is read
 with batching off, as a latency-sensitive deployment would set it. With 8 clients and batching off, 8 model calls
 run at once on 2 cores and contend; with batching on, the waiting requests run as one batch, close to the
