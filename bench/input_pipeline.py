@@ -30,7 +30,7 @@ the small PNGs decode to. The cost is the augmentation: the model's five Keras l
 on the CPU. The one-layer-at-a-time table shows where it goes: RandomRotation and RandomZoom each resample the
 whole image through ImageProjectiveTransformV3 (bilinear, per pixel), two full passes that dominate at 320 px;
 flip, brightness and contrast are cheap elementwise passes. The seed's loader is single-threaded but cheap on
-these synthetic PNGs (256 px at most: a fast decode, a small resample), which is why it stays close at 320 px.
+these synthetic PNGs (256 px at most: a fast decode, a small resample), so the lead narrows at 320 px.
 In the Trainer the augmentation is inside the model, not in tf.data: on the GPU nodes the full profile is for, it
 runs on the accelerator as part of the step and the CPU's share is the "alone" row; on a CPU-only machine it runs
 inside the training step, which costs far more (see the training step section). Not changed: fusing rotation and
