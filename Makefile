@@ -10,7 +10,7 @@ DEMO_PROFILE ?= smoke
 DEMO_GATE ?= --kappa-floor -1 --auc-floor 0
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench bench-quick clean
 
 install: $(STAMP)
 
@@ -41,6 +41,15 @@ demo: $(STAMP)
 	$(BIN)/mura report --pipeline-root $(DEMO_DIR)/pipeline --out $(DEMO_DIR)/report
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
 	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
+
+# Every benchmark against its baseline, measured side by side; writes docs/PERFORMANCE.md (under 20 minutes on
+# 2 cores). One alone: $(BIN)/python -m bench.serving (--help says what it measures).
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# Tiny sizes, to check that every benchmark runs; writes nothing.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

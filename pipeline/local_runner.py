@@ -9,6 +9,7 @@ Settings come from MURA_* environment variables (see pipeline/environment.py and
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads: TFX 1.16 needs Keras 2
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as in pipeline/__init__.py: the Trainer's CPU kernels
 
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 

@@ -1,0 +1,241 @@
+"""Serving: p50/p99 latency and throughput over REST and gRPC, 1 client and 8 concurrent clients, with and
+without server-side batching, against calling the loaded SavedModel in-process at the same batch sizes.
+
+The server is the project's (`serving.server.start`, in this process, clients in threads), the clients are the
+project's (`serving.client`), the model is exported as the Trainer exports it (`serving_signatures` of
+`pipeline.trainer`, over a Transform graph that tf.Transform analyses from `pipeline.transform.preprocessing_fn`)
+at the demo profile's shape, with its warm-up requests. Each request is one synthetic PNG.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from bench import report
+from bench.data import image_files, read_all, sample_config, synthetic_tree
+from mura.config import PROFILES, ServingConfig, TrainConfig
+
+NOTES = """
+What bounds it. Batching on adds up to the batch timeout to a lone client's every request: the batch waits
+for company that does not come (TF Serving's batching does the same), so the single-request latency target is read
+with batching off, as a latency-sensitive deployment would set it. With 8 clients and batching off, 8 model calls
+run at once on 2 cores and contend; with batching on, the waiting requests run as one batch, close to the
+in-process batched call. What separates the server from the in-process call: the transport (protobuf tensors for
+gRPC, JSON and base64 for REST), the header check that refuses decompression bombs before decoding, the batcher's
+thread hop and, in this benchmark, the clients themselves, which share the server's process, its GIL and the 2
+cores. The project's GrpcClient opens a channel per request (serving/client.py); that is part of the gRPC figures.
+"""
+MODEL_NAME = "mura"
+CLIENTS = 8
+
+
+def export_model(workdir: Path, config: TrainConfig, images: list[bytes]) -> Path:
+    """<base>/1/: the SavedModel the pipeline would push (untrained weights: speed does not depend on them)."""
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+    from tfx.utils import io_utils
+
+    from mura import features
+    from mura.model import build_model
+    from pipeline.definition import SCHEMA_FILE
+    from pipeline.trainer import serving_signatures
+    from pipeline.transform import IMAGE_SIZE, preprocessing_fn
+    from serving.warmup import write_warmup_requests
+
+    base = workdir / f"served-{config.image_size}" / MODEL_NAME
+    version = base / "1"
+    if (version / "saved_model.pb").exists():
+        return base
+    schema = io_utils.SchemaReader().read(SCHEMA_FILE)
+    spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+    known = {features.IMAGE: None, features.LABEL: 0, features.BODY_PART: b"XR_WRIST"}
+    instances = [
+        {
+            name: [image if name == features.IMAGE else known.get(name, b"x" if f.dtype == tf.string else 1)]
+            for name, f in spec.items()
+        }
+        for image in images
+    ]
+    transform_dir = workdir / f"transform-{config.image_size}"
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(workdir / "tft-tmp")):
+        transform_fn = (
+            pipeline | beam.Create(instances),
+            dataset_metadata.DatasetMetadata(schema),
+        ) | tft_beam.AnalyzeDataset(lambda inputs: preprocessing_fn(inputs, {IMAGE_SIZE: config.image_size}))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(transform_dir))
+    model = build_model(config)
+    signatures = serving_signatures(model, tft.TFTransformOutput(str(transform_dir)), config)
+    model.save(str(version), save_format="tf", save_traces=False, signatures=signatures)
+    write_warmup_requests(str(version), MODEL_NAME)
+    return base
+
+
+def in_process(model, batches: list[list[bytes]]) -> list[float]:
+    """Seconds of each call of the loaded SavedModel's serving_default, as the server calls it."""
+    import numpy as np
+
+    from mura.signatures import IMAGES_INPUT, SERVING_DEFAULT
+
+    return [
+        report.timed(lambda b=batch: model.run(SERVING_DEFAULT, {IMAGES_INPUT: np.array(b, dtype=object)}))
+        for batch in batches
+    ]
+
+
+def clients_run(predict, images: list[bytes], clients: int, requests: int) -> tuple[list[float], float]:
+    """(latency of every request, wall seconds): `clients` threads, each sending `requests` one-image requests."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client(offset: int) -> None:
+        mine = [report.timed(lambda i=i: predict([images[(offset + i) % len(images)]])) for i in range(requests)]
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n * requests,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - start
+
+
+def run(workdir: Path, quick: bool) -> report.Section:
+    from serving.client import GrpcClient, RestClient
+    from serving.model_store import load
+    from serving.server import start
+
+    config = PROFILES["demo"]
+    root = synthetic_tree(workdir, sample_config(quick))
+    images = read_all(image_files(root, "valid")[:64], threads=8)
+    # Exported in a process of its own, as the pipeline exports it: this one stays a `mura serve` process, which
+    # never imports the pipeline (nor its TensorFlow settings).
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        base = pool.submit(export_model, workdir, config, images[:16]).result()
+    single, per_client = (10, 3) if quick else (80, 25)
+
+    model = load(MODEL_NAME, 1, str(base / "1"))
+    in_process(model, [[image] for image in images[:5]])  # the first calls of a fresh process are slower
+    one = in_process(model, [[images[i % len(images)]] for i in range(single)])
+    batches = [[images[(i * CLIENTS + j) % len(images)] for j in range(CLIENTS)] for i in range(per_client)]
+    eight = in_process(model, batches)
+    del model
+    limits = {1: (one, len(one) / sum(one)), CLIENTS: (eight, CLIENTS * len(eight) / sum(eight))}
+
+    rows = [
+        [
+            "in-process SavedModel call",
+            f"batch {size}",
+            "",
+            report.fmt(1000 * report.percentile(times, 50)),
+            report.fmt(1000 * report.percentile(times, 99)),
+            report.fmt(rate),
+        ]
+        for size, (times, rate) in limits.items()
+    ]
+    results = {}
+    for batching, max_batch_size in (("off", 1), ("on", ServingConfig().max_batch_size)):
+        server = start(str(base), ServingConfig(grpc_port=0, rest_port=0, max_batch_size=max_batch_size))
+        try:
+            transports = {
+                "gRPC": GrpcClient(f"127.0.0.1:{server.grpc_port}").predict,
+                "REST": RestClient(f"http://127.0.0.1:{server.rest_port}").predict,
+            }
+            for transport, predict in transports.items():
+                clients_run(predict, images, 1, 5)  # connections, first requests
+                for clients, requests in ((1, single), (CLIENTS, per_client)):
+                    latencies, wall = clients_run(predict, images, clients, requests)
+                    p50, p99 = report.percentile(latencies, 50), report.percentile(latencies, 99)
+                    results[transport, clients, batching] = (p50, len(latencies) / wall)
+                    rows.append(
+                        [
+                            transport,
+                            f"{clients} client{'s' if clients > 1 else ''}",
+                            batching,
+                            report.fmt(1000 * p50),
+                            report.fmt(1000 * p99),
+                            report.fmt(len(latencies) / wall),
+                        ]
+                    )
+        finally:
+            server.stop()
+
+    inproc_p50 = report.percentile(one, 50)
+    section = report.Section(
+        key="serving",
+        title="Serving: REST and gRPC against the in-process SavedModel",
+        setup=(
+            f"The project's server and clients in one process (clients in threads), the demo profile's model "
+            f"({config.image_size} px, `serving_default` on encoded PNGs of up to {sample_config(quick).max_side} "
+            f"px). 1 client sends {single} sequential one-image requests; {CLIENTS} clients send {per_client} each "
+            f"at once. Batching on: ServingConfig's defaults (max batch {ServingConfig().max_batch_size}, "
+            f"{ServingConfig().batch_timeout_micros} us timeout); off: max batch 1. The limit: the loaded "
+            f"SavedModel's `serving_default` called in-process, {single} times with 1 image and {per_client} times "
+            f"with {CLIENTS}."
+        ),
+        notes=NOTES,
+    )
+    ms = 1000
+    section.comparisons = [
+        report.Comparison(
+            "gRPC p50, 1 client, batching off",
+            ms * results["gRPC", 1, "off"][0],
+            ms * inproc_p50,
+            "in-process, batch 1",
+            "ms",
+            1.3,
+            at_most=True,
+        ),
+        report.Comparison(
+            "REST p50, 1 client, batching off",
+            ms * results["REST", 1, "off"][0],
+            ms * inproc_p50,
+            "in-process, batch 1",
+            "ms",
+            at_most=True,
+        ),
+        report.Comparison(
+            "gRPC p50, 1 client, batching on",
+            ms * results["gRPC", 1, "on"][0],
+            ms * inproc_p50,
+            "in-process, batch 1",
+            "ms",
+            at_most=True,
+        ),
+        report.Comparison(
+            f"gRPC throughput, {CLIENTS} clients, batching on",
+            results["gRPC", CLIENTS, "on"][1],
+            limits[CLIENTS][1],
+            f"in-process, batch {CLIENTS}",
+            "img/s",
+            0.7,
+        ),
+        report.Comparison(
+            f"REST throughput, {CLIENTS} clients, batching on",
+            results["REST", CLIENTS, "on"][1],
+            limits[CLIENTS][1],
+            f"in-process, batch {CLIENTS}",
+            "img/s",
+        ),
+        report.Comparison(
+            f"gRPC throughput, {CLIENTS} clients, batching off",
+            results["gRPC", CLIENTS, "off"][1],
+            limits[CLIENTS][1],
+            f"in-process, batch {CLIENTS}",
+            "img/s",
+        ),
+    ]
+    section.tables = [("Every measurement", ["path", "load", "batching", "p50 ms", "p99 ms", "images/s"], rows)]
+    return section
+
+
+if __name__ == "__main__":
+    report.main(run, __doc__)
