@@ -4,7 +4,10 @@ ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
 FROM ${TFX_IMAGE}
 
 WORKDIR /mura
+# oneDNN's CPU kernels, as pipeline/__init__.py sets them for local runs: TFX's container entrypoint imports
+# TensorFlow before any project module could (see docs/PERFORMANCE.md, training step).
 ENV TF_USE_LEGACY_KERAS=1 \
+    TF_ENABLE_ONEDNN_OPTS=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 # The locked stack first (a layer that changes rarely), then the project without touching those pins.

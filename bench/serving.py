@@ -27,7 +27,7 @@ run at once on 2 cores and contend; with batching on, the waiting requests run a
 in-process batched call. What separates the server from the in-process call: the transport (protobuf tensors for
 gRPC, JSON and base64 for REST), the header check that refuses decompression bombs before decoding, the batcher's
 thread hop and, in this benchmark, the clients themselves, which share the server's process, its GIL and the 2
-cores. The project's GrpcClient opens a channel per request (serving/client.py); that is part of the gRPC figures.
+cores. Each client keeps one gRPC channel (serving/client.py's GrpcClient) for all its requests.
 """
 MODEL_NAME = "mura"
 CLIENTS = 8
@@ -144,9 +144,10 @@ def run(workdir: Path, quick: bool) -> report.Section:
     results = {}
     for batching, max_batch_size in (("off", 1), ("on", ServingConfig().max_batch_size)):
         server = start(str(base), ServingConfig(grpc_port=0, rest_port=0, max_batch_size=max_batch_size))
+        grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
         try:
             transports = {
-                "gRPC": GrpcClient(f"127.0.0.1:{server.grpc_port}").predict,
+                "gRPC": grpc_client.predict,
                 "REST": RestClient(f"http://127.0.0.1:{server.rest_port}").predict,
             }
             for transport, predict in transports.items():
@@ -166,6 +167,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
                         ]
                     )
         finally:
+            grpc_client.close()
             server.stop()
 
     inproc_p50 = report.percentile(one, 50)

@@ -506,12 +506,13 @@ def predict(
     from mura.study_metrics import study_verdict
     from serving.client import GrpcClient, RestClient, ServingClientError
 
-    if grpc_target:
-        client = GrpcClient(grpc_target, model_name, timeout, retries)
-    else:
-        client = RestClient(url, model_name, timeout, retries)
+    payload = [path.read_bytes() for path in images]
     try:
-        probabilities = client.predict([path.read_bytes() for path in images])
+        if grpc_target:
+            with GrpcClient(grpc_target, model_name, timeout, retries) as client:
+                probabilities = client.predict(payload)
+        else:
+            probabilities = RestClient(url, model_name, timeout, retries).predict(payload)
     except ServingClientError as error:
         raise click.ClickException(str(error)) from None
     verdict = {0: "normal", 1: "abnormal"}

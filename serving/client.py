@@ -92,37 +92,58 @@ def _error_message(error: urllib.error.HTTPError) -> str:
         return error.reason
 
 
-@dataclass(frozen=True)
 class GrpcClient:
-    target: str  # host:8500
-    model_name: str = "mura"
-    timeout: float = 30.0
-    retries: int = 3
-    backoff: float = 0.5
-    max_message_bytes: int = 64 * 1024 * 1024
+    """Keeps one channel for its life (use it as a context manager, or close it): a channel per request would pay
+    a connection handshake each time."""
+
+    def __init__(
+        self,
+        target: str,  # host:8500
+        model_name: str = "mura",
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.target, self.model_name, self.timeout = target, model_name, timeout
+        self.retries, self.backoff = retries, backoff
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Reconnect as quickly as the retries ask, not after gRPC's own backoff (up to 2 minutes).
+            ("grpc.initial_reconnect_backoff_ms", int(backoff * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(backoff * 1000 * 2**retries)),
+        ]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def __enter__(self) -> GrpcClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
 
     def predict(self, images: list[bytes]) -> list[float]:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
         request.model_spec.signature_name = SERVING_DEFAULT
         request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
-        options = [("grpc.max_send_message_length", self.max_message_bytes)]
-        with grpc.insecure_channel(self.target, options=options) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-            def call() -> predict_pb2.PredictResponse:
-                try:
-                    return stub.Predict(request, timeout=self.timeout)
-                except grpc.RpcError as error:
-                    if error.code() == grpc.StatusCode.UNAVAILABLE:
-                        raise _Unavailable(error.details()) from None
-                    if error.code() == grpc.StatusCode.NOT_FOUND:
-                        raise ServingClientError(
-                            f"model '{self.model_name}' not found at {self.target}: {error.details()}"
-                        ) from None
+        def call() -> predict_pb2.PredictResponse:
+            try:
+                return self._stub.Predict(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise _Unavailable(error.details()) from None
+                if error.code() == grpc.StatusCode.NOT_FOUND:
                     raise ServingClientError(
-                        f"{self.target} refused the request ({error.code().name}): {error.details()}"
+                        f"model '{self.model_name}' not found at {self.target}: {error.details()}"
                     ) from None
+                raise ServingClientError(
+                    f"{self.target} refused the request ({error.code().name}): {error.details()}"
+                ) from None
 
-            response = _with_retries(call, self.retries, self.backoff, self.target)
+        response = _with_retries(call, self.retries, self.backoff, self.target)
         return [float(p) for p in tf.make_ndarray(response.outputs[PROBABILITY]).reshape(-1)]

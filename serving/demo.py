@@ -41,7 +41,8 @@ def main() -> int:
         folder, label, images = first_test_study(args.data_root)
         payload = [Path(path).read_bytes() for path in images]
         rest = RestClient(f"http://{config.host}:{server.rest_port}").predict(payload)
-        grpc = GrpcClient(f"{config.host}:{server.grpc_port}").predict(payload)
+        with GrpcClient(f"{config.host}:{server.grpc_port}") as client:
+            grpc = client.predict(payload)
         threshold = TrainConfig().threshold
         print(f"\nServing version {server.store.current_version()} of {args.model_base_path}")
         print(f"Study {folder} (label: {'abnormal' if label else 'normal'}), {len(images)} images:")

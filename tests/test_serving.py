@@ -235,13 +235,16 @@ def test_grpc_errors_carry_tf_servings_codes(server, change, code) -> None:
 
 def test_clients_over_both_transports_and_the_predict_command(server, in_process) -> None:
     np.testing.assert_allclose(RestClient(server.url).predict(IMAGES), in_process, atol=1e-6)
-    np.testing.assert_allclose(GrpcClient(server.grpc_target).predict(IMAGES), in_process, atol=1e-6)
+    with GrpcClient(server.grpc_target) as client:
+        np.testing.assert_allclose(client.predict(IMAGES), in_process, atol=1e-6)
+        np.testing.assert_allclose(client.predict(IMAGES[:1]), in_process[:1], atol=1e-6)  # the same channel again
     with pytest.raises(ServingClientError, match="model 'other' not found"):
         RestClient(server.url, model_name="other").predict(IMAGES)
     with pytest.raises(ServingClientError, match="after 3 attempts"):
         RestClient(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01).predict(IMAGES)
-    with pytest.raises(ServingClientError, match="after 2 attempts"):
-        GrpcClient(f"127.0.0.1:{free_port()}", retries=1, backoff=0.01, timeout=5).predict(IMAGES)
+    down = GrpcClient(f"127.0.0.1:{free_port()}", retries=1, backoff=0.01, timeout=5)
+    with down, pytest.raises(ServingClientError, match="after 2 attempts"):
+        down.predict(IMAGES)
 
 
 def test_mura_predict_prints_each_image_and_the_study_verdict(server, in_process, tmp_path: Path) -> None:
@@ -293,7 +296,7 @@ def test_eight_clients_and_hundreds_of_requests_get_correct_answers(server) -> N
             answers.append((image, client.predict([IMAGES[image]])[0]))
         return answers
 
-    with ThreadPoolExecutor(8) as pool:
+    with clients[0], ThreadPoolExecutor(8) as pool:
         answers = [a for result in pool.map(session, range(8)) for a in result]
     assert len(answers) == 320
     for image, probability in answers:
@@ -302,7 +305,7 @@ def test_eight_clients_and_hundreds_of_requests_get_correct_answers(server) -> N
 
 def test_a_new_version_is_served_without_restart_and_no_request_fails_meanwhile(server) -> None:
     """Runs last in this module: it pushes version 2 into the served folder while clients keep asking."""
-    client = GrpcClient(server.grpc_target, retries=0)
+    client = GrpcClient(server.grpc_target, retries=0)  # one channel across the swap
     failures: list[Exception] = []
     stop = threading.Event()
 
@@ -313,7 +316,7 @@ def test_a_new_version_is_served_without_restart_and_no_request_fails_meanwhile(
             except ServingClientError as error:
                 failures.append(error)
 
-    with ThreadPoolExecutor(2) as pool:
+    with client, ThreadPoolExecutor(2) as pool:
         for _ in range(2):
             pool.submit(keep_asking)
         push(str(server.model_dir / "1"), str(server.model_dir))
