@@ -169,7 +169,8 @@ def write_section(section: Section | None, path: Path = DOC, preamble: str = "")
     if path.exists():
         text = path.read_text()
         for key, body in re.findall(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", text, re.DOTALL):
-            sections[key] = body
+            if key != "summary":  # the summary has a place of its own, before the sections
+                sections[key] = body
         found = re.search(r"<!-- bench:summary -->\n(.*?)<!-- /bench:summary -->", text, re.DOTALL)
         preamble = preamble or (found[1] if found else "")
     if section is not None:
