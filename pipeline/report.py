@@ -30,6 +30,7 @@ from mura.figures import (
 )
 from mura.gradcam import heatmaps, load_model
 from mura.image_ops import decode_batch_to_square
+from mura.study_metrics import ImagePrediction
 from pipeline.run_outputs import RunOutputs
 from pipeline.tfma_results import failures, image_table, slice_curves
 
@@ -38,21 +39,12 @@ MISREAD_KINDS = ("false negatives", "false positives")
 
 
 @dataclass(frozen=True)
-class ImageResult:
-    source_path: str
-    study_id: str
-    body_part: str
-    label: int
-    probability: float
-
-
-@dataclass(frozen=True)
 class Analysis:
     study: dict  # the StudyEvaluator's report: rows per body part and overall, threshold, floor, blessing
     image_rows: list[dict[str, object]]  # TFMA's image-level table
     curves: list[SliceCurves]
     tfma_failures: list[str]
-    images: list[ImageResult]
+    images: list[ImagePrediction]
     pushed_to: str
     model_dir: str  # the model Grad-CAM explains: the pushed one, else the candidate
     examples_dir: str
@@ -73,13 +65,19 @@ class Analysis:
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
-def _image_results(study_dir: str) -> list[ImageResult]:
+def _image_predictions(study_dir: str) -> list[ImagePrediction]:
     path = os.path.join(study_dir, IMAGE_PREDICTIONS_CSV)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} is missing: the run predates per-image predictions; run the pipeline again")
     with tf.io.gfile.GFile(path) as handle:
         return [
-            ImageResult(r["source_path"], r["study_id"], r["body_part"], int(r["label"]), float(r["probability"]))
+            ImagePrediction(
+                study_id=r["study_id"],
+                body_part=r["body_part"],
+                label=int(r["label"]),
+                probability=float(r["probability"]),
+                source_path=r["source_path"],
+            )
             for r in csv.DictReader(handle)
         ]
 
@@ -93,16 +91,19 @@ def analyse(outputs: RunOutputs) -> Analysis:
         image_rows=image_table(outputs.evaluation),
         curves=slice_curves(outputs.evaluation, study["threshold"]),
         tfma_failures=failures(outputs.evaluation),
-        images=_image_results(outputs.study_evaluation),
+        images=_image_predictions(outputs.study_evaluation),
         pushed_to=outputs.pushed_to,
         model_dir=outputs.pushed_to or outputs.serving_model,
         examples_dir=outputs.examples,
     )
 
 
-def misread(images: list[ImageResult], threshold: float, per_kind: int) -> dict[tuple[str, str], list[ImageResult]]:
+Misreads = dict[tuple[str, str], list[ImagePrediction]]  # (body part, kind) -> images, worst first
+
+
+def misread(images: list[ImagePrediction], threshold: float, per_kind: int) -> Misreads:
     """The most confident mistakes per (body part, kind): abnormal images scored lowest, normal ones highest."""
-    worst: dict[tuple[str, str], list[ImageResult]] = {}
+    worst: Misreads = {}
     for part in sorted({i.body_part for i in images}):
         members = [i for i in images if i.body_part == part]
         missed = sorted(
@@ -131,7 +132,7 @@ def _encoded_images(examples_dir: str, split: str, wanted: set[str]) -> dict[str
     return found
 
 
-def _case_title(image: ImageResult) -> str:
+def _case_title(image: ImagePrediction) -> str:
     where = "/".join(image.source_path.split("/")[-3:])  # patient, study, image
     return f"{where}\nlabel {'abnormal' if image.label else 'normal'}, p = {image.probability:.3f}"
 

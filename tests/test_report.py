@@ -16,7 +16,8 @@ from mura.cli import main
 from mura.config import TrainConfig
 from mura.curves import Counts, rebin_calibration, roc_points
 from mura.layout import BODY_PARTS
-from pipeline.report import MISREAD_KINDS, ImageResult, misread
+from mura.study_metrics import ImagePrediction
+from pipeline.report import MISREAD_KINDS, misread
 from pipeline.run_outputs import find_run_outputs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -40,12 +41,12 @@ def test_rebinning_sums_images_labels_and_predictions_per_bin() -> None:
 
 def test_misreads_are_the_most_confident_mistakes_of_each_body_part() -> None:
     images = [
-        ImageResult("a", "s1", "XR_HAND", 1, 0.1),
-        ImageResult("b", "s1", "XR_HAND", 1, 0.4),
-        ImageResult("c", "s2", "XR_HAND", 1, 0.9),  # right: not a misread
-        ImageResult("d", "s3", "XR_HAND", 0, 0.6),
-        ImageResult("e", "s3", "XR_HAND", 0, 0.99),
-        ImageResult("f", "s4", "XR_WRIST", 0, 0.2),
+        ImagePrediction("s1", "XR_HAND", 1, 0.1, source_path="a"),
+        ImagePrediction("s1", "XR_HAND", 1, 0.4, source_path="b"),
+        ImagePrediction("s2", "XR_HAND", 1, 0.9, source_path="c"),  # right: not a misread
+        ImagePrediction("s3", "XR_HAND", 0, 0.6, source_path="d"),
+        ImagePrediction("s3", "XR_HAND", 0, 0.99, source_path="e"),
+        ImagePrediction("s4", "XR_WRIST", 0, 0.2, source_path="f"),
     ]
     worst = misread(images, threshold=0.5, per_kind=1)
     negatives, positives = MISREAD_KINDS
