@@ -34,10 +34,10 @@ class SliceCurves:
     counts: Counts  # at the model's threshold
 
 
-def roc_points(counts_by_threshold: Iterable[tuple[float, Counts]]) -> tuple[list[float], list[float]]:
+def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
     """(FPR, TPR) from confusion matrices at many thresholds, ordered from the strictest to the most lenient."""
     points = {(0.0, 0.0), (1.0, 1.0)}
-    for _, c in counts_by_threshold:
+    for c in matrices:
         negatives, positives = c.fp + c.tn, c.tp + c.fn
         if negatives and positives:
             points.add((c.fp / negatives, c.tp / positives))

@@ -17,7 +17,6 @@ _SOURCES = {
     "data_report": ("DataValidationGate", DataValidationReport.TYPE_NAME),
     "model": ("Trainer", "Model"),
     "evaluation": ("Evaluator", "ModelEvaluation"),
-    "blessing": ("Evaluator", "ModelBlessing"),
     "study_evaluation": ("StudyEvaluator", StudyEvaluation.TYPE_NAME),
     "pushed_model": ("VersionedPusher", "PushedModel"),
 }
@@ -35,7 +34,6 @@ class RunOutputs:
     data_report: str | None = None
     model: str | None = None
     evaluation: str | None = None  # TFMA's output
-    blessing: str | None = None
     study_evaluation: str | None = None
     pushed_model: str | None = None
     pushed_to: str = ""  # the pushed version's folder; empty when the latest push was refused

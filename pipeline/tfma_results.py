@@ -72,9 +72,7 @@ def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[
     for slice_key, by_output in result.plots:
         group = _slice_name(slice_key)
         plots = by_output[""][""]
-        fpr, tpr = roc_points(
-            (m.get("threshold", 0.0), _counts(m)) for m in plots["confusionMatrixAtThresholds"]["matrices"]
-        )
+        fpr, tpr = roc_points(_counts(m) for m in plots["confusionMatrixAtThresholds"]["matrices"])
         buckets = [
             (
                 float(b.get("lowerThresholdInclusive", "-inf")),

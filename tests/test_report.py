@@ -26,7 +26,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def test_roc_points_run_from_the_origin_to_one_one() -> None:
     # 2 positives, 2 negatives; at 0.5: one positive caught, no false positive; at 0.1: everything positive.
-    fpr, tpr = roc_points([(0.5, Counts(tp=1, fp=0, tn=2, fn=1)), (0.1, Counts(tp=2, fp=2, tn=0, fn=0))])
+    fpr, tpr = roc_points([Counts(tp=1, fp=0, tn=2, fn=1), Counts(tp=2, fp=2, tn=0, fn=0)])
     assert (fpr, tpr) == ([0.0, 0.0, 1.0], [0.0, 0.5, 1.0])
 
 
