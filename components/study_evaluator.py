@@ -20,7 +20,14 @@ from components.artifacts import StudyEvaluation
 from components.report_files import write_text
 from mura import features
 from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES
-from mura.study_metrics import ImagePrediction, aggregate_studies, official_rows, study_path, study_table
+from mura.study_metrics import (
+    STUDY_COLUMNS,
+    ImagePrediction,
+    aggregate_studies,
+    official_rows,
+    study_path,
+    study_table,
+)
 
 METRICS_JSON = "study_metrics.json"
 METRICS_CSV = "study_metrics.csv"
@@ -96,7 +103,7 @@ def StudyEvaluator(
             indent=2,
         ),
     )
-    header = ["group", "studies", "kappa", "auroc", "radiologist_kappa", "paper_kappa"]
+    header = [field for _, field in STUDY_COLUMNS]
     write_text(
         os.path.join(evaluation.uri, METRICS_CSV), _csv([header] + [[getattr(r, h) for h in header] for r in table])
     )

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -306,19 +306,23 @@ def pipeline_run(
     _print_results(summary)
 
 
-def _print_results(summary: PipelineSummary) -> None:
-    image_rows = [[r["group"], r["examples"], r["auc"], r["kappa"], r["auc_change"]] for r in summary.image_table]
-    click.echo("\nImage-level results on the test split (TFMA):\n")
-    click.echo(
-        tabulate(image_rows, headers=["", "images", "AUC", "kappa", "AUC vs baseline"], floatfmt=".3f", missingval="-")
+def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
+    return tabulate(
+        [[row[key] for _, key in columns] for row in rows],
+        headers=[title for title, _ in columns],
+        floatfmt=".3f",
+        missingval="-",
     )
-    headers = ["", "studies", "kappa", "AUROC", "best radiologist", "MURA paper"]
-    rows = [
-        [r["group"], r["studies"], r["kappa"], r["auroc"], r["radiologist_kappa"], r["paper_kappa"]]
-        for r in summary.table
-    ]
+
+
+def _print_results(summary: PipelineSummary) -> None:
+    from mura.study_metrics import STUDY_COLUMNS
+    from pipeline.tfma_results import IMAGE_COLUMNS
+
+    click.echo("\nImage-level results on the test split (TFMA):\n")
+    click.echo(_table(summary.image_table, IMAGE_COLUMNS))
     click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
-    click.echo(tabulate(rows, headers=headers, floatfmt=".3f", missingval="-"))
+    click.echo(_table(summary.table, STUDY_COLUMNS))
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
     click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
     overall = summary.table[-1]["kappa"]

@@ -96,6 +96,17 @@ class StudyMetrics:
     paper_kappa: float | None
 
 
+# The table's columns, (title, StudyMetrics field), as the CLI, the report and the CSV show them.
+STUDY_COLUMNS = (
+    ("", "group"),
+    ("studies", "studies"),
+    ("kappa", "kappa"),
+    ("AUROC", "auroc"),
+    ("best radiologist", "radiologist_kappa"),
+    ("MURA paper", "paper_kappa"),
+)
+
+
 def study_table(studies: list[StudyPrediction]) -> list[StudyMetrics]:
     """The MURA paper's table: kappa per body part and overall, with AUROC and the paper's values beside it."""
     groups = sorted({s.body_part for s in studies})

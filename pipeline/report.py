@@ -10,6 +10,7 @@ import csv
 import html
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,9 @@ from mura.figures import (
 )
 from mura.gradcam import heatmaps, load_model
 from mura.image_ops import decode_batch_to_square
-from mura.study_metrics import ImagePrediction
+from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
 from pipeline.run_outputs import RunOutputs
-from pipeline.tfma_results import failures, image_table, slice_curves
+from pipeline.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
 
 THUMBNAIL_SIDE = 256
 MISREAD_KINDS = ("false negatives", "false positives")
@@ -185,7 +186,7 @@ def draw_figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figur
     return drawn
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
     def cell(value: object) -> str:
         if value is None:
             return "-"
@@ -205,11 +206,6 @@ td { text-align: right; } td:first-child { text-align: left; } img { max-width: 
 
 
 def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
-    study_columns = [("", "group"), ("studies", "studies"), ("kappa", "kappa"), ("AUROC", "auroc")]
-    study_columns += [("best radiologist", "radiologist_kappa"), ("MURA paper", "paper_kappa")]
-    image_columns = [("", "group"), ("images", "examples"), ("AUC", "auc"), ("kappa", "kappa")]
-    image_columns.append(("AUC vs baseline", "auc_change"))
-
     def img(stem: str) -> str:
         return f'<img src="{html.escape(figure_files[stem])}" alt="{html.escape(stem)}">'
 
@@ -222,10 +218,10 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
 <ul>{"".join(f"<li>{html.escape(line)}</li>" for line in analysis.verdict())}</ul>
 <p>Test split; threshold {analysis.threshold:g}; model explained by Grad-CAM: {html.escape(analysis.model_dir)}</p>
 <h2>Study level (MURA's protocol)</h2>
-{_table(analysis.study["rows"], study_columns)}
+{_table(analysis.study["rows"], STUDY_COLUMNS)}
 {img("study_metrics")}
 <h2>Image level (TFMA)</h2>
-{_table(analysis.image_rows, image_columns)}
+{_table(analysis.image_rows, IMAGE_COLUMNS)}
 {img("roc")}
 {img("reliability")}
 {img("confusion")}

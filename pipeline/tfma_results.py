@@ -12,6 +12,14 @@ from mura.curves import Counts, SliceCurves, rebin_calibration, roc_points
 from pipeline.kappa_metric import NAME as KAPPA
 
 OVERALL = "overall"
+# image_table's columns, (title, key), as the CLI and the report show them.
+IMAGE_COLUMNS = (
+    ("", "group"),
+    ("images", "examples"),
+    ("AUC", "auc"),
+    ("kappa", "kappa"),
+    ("AUC vs baseline", "auc_change"),
+)
 
 
 def _slice_name(slice_key: tuple) -> str:
