@@ -185,55 +185,37 @@ def run(workdir: Path, quick: bool) -> report.Section:
         ),
         notes=NOTES,
     )
-    ms = 1000
+
+    def latency(transport: str, batching: str, target: float | None = None) -> report.Comparison:
+        """One client's p50 against one in-process call."""
+        return report.Comparison(
+            f"{transport} p50, 1 client, batching {batching}",
+            1000 * results[transport, 1, batching][0],
+            1000 * inproc_p50,
+            "in-process, batch 1",
+            "ms",
+            target,
+            at_most=True,
+        )
+
+    def throughput(transport: str, batching: str, target: float | None = None) -> report.Comparison:
+        """Eight clients' images/s against in-process calls of eight images."""
+        return report.Comparison(
+            f"{transport} throughput, {CLIENTS} clients, batching {batching}",
+            results[transport, CLIENTS, batching][1],
+            limits[CLIENTS][1],
+            f"in-process, batch {CLIENTS}",
+            "img/s",
+            target,
+        )
+
     section.comparisons = [
-        report.Comparison(
-            "gRPC p50, 1 client, batching off",
-            ms * results["gRPC", 1, "off"][0],
-            ms * inproc_p50,
-            "in-process, batch 1",
-            "ms",
-            1.3,
-            at_most=True,
-        ),
-        report.Comparison(
-            "REST p50, 1 client, batching off",
-            ms * results["REST", 1, "off"][0],
-            ms * inproc_p50,
-            "in-process, batch 1",
-            "ms",
-            at_most=True,
-        ),
-        report.Comparison(
-            "gRPC p50, 1 client, batching on",
-            ms * results["gRPC", 1, "on"][0],
-            ms * inproc_p50,
-            "in-process, batch 1",
-            "ms",
-            at_most=True,
-        ),
-        report.Comparison(
-            f"gRPC throughput, {CLIENTS} clients, batching on",
-            results["gRPC", CLIENTS, "on"][1],
-            limits[CLIENTS][1],
-            f"in-process, batch {CLIENTS}",
-            "img/s",
-            0.7,
-        ),
-        report.Comparison(
-            f"REST throughput, {CLIENTS} clients, batching on",
-            results["REST", CLIENTS, "on"][1],
-            limits[CLIENTS][1],
-            f"in-process, batch {CLIENTS}",
-            "img/s",
-        ),
-        report.Comparison(
-            f"gRPC throughput, {CLIENTS} clients, batching off",
-            results["gRPC", CLIENTS, "off"][1],
-            limits[CLIENTS][1],
-            f"in-process, batch {CLIENTS}",
-            "img/s",
-        ),
+        latency("gRPC", "off", 1.3),
+        latency("REST", "off"),
+        latency("gRPC", "on"),
+        throughput("gRPC", "on", 0.7),
+        throughput("REST", "on"),
+        throughput("gRPC", "off"),
     ]
     section.tables = [("Every measurement", ["path", "load", "batching", "p50 ms", "p99 ms", "images/s"], rows)]
     return section
