@@ -33,14 +33,11 @@ OPEN_GATE = GateConfig(study_kappa_floor=-1.0, auc_floor=0.0)  # make demo's DEM
 
 def component_seconds(metadata_path: str) -> list[tuple[str, float]]:
     """(component, seconds) of every execution in the run, in the order they ran."""
-    from pipeline.metadata import open_store
+    from pipeline.metadata import component_name, execution_seconds, open_store
 
     store = open_store(metadata_path)
     return [
-        (
-            execution.type.rsplit(".", 1)[-1],
-            (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000,
-        )
+        (component_name(execution), execution_seconds(execution))
         for execution in sorted(store.get_executions(), key=lambda e: e.create_time_since_epoch)
     ]
 

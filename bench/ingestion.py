@@ -43,7 +43,7 @@ def run_example_gen(root: Path, pipeline_root: Path) -> float:
 
     from components.mura_example_gen.component import MuraExampleGen
     from mura.config import DataConfig, RunConfig
-    from pipeline.metadata import latest_execution, open_store
+    from pipeline.metadata import execution_seconds, latest_execution, open_store
 
     metadata = str(pipeline_root / "metadata.sqlite")
     ingestion_only = tfx.dsl.Pipeline(
@@ -56,7 +56,7 @@ def run_example_gen(root: Path, pipeline_root: Path) -> float:
     )
     BeamDagRunner().run(ingestion_only)
     execution = latest_execution(open_store(metadata), "MuraExampleGen")
-    return (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+    return execution_seconds(execution)
 
 
 def per_image_work_rate(root: Path, output: Path) -> float:

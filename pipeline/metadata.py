@@ -13,12 +13,22 @@ def open_store(sqlite_path: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
+def component_name(execution: metadata_store_pb2.Execution) -> str:
+    """The last part of an execution's type name (`MuraExampleGen`): how the helpers here name components."""
+    return execution.type.rsplit(".", 1)[-1]
+
+
+def execution_seconds(execution: metadata_store_pb2.Execution) -> float:
+    """From the execution's creation to its last update, as ML Metadata recorded them."""
+    return (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+
+
 def completed_executions(store: mlmd.MetadataStore, component_class: str) -> list[metadata_store_pb2.Execution]:
     """Runs (not cache hits) of a component, oldest first, by the last part of its type name (`MuraExampleGen`)."""
     executions = [
         e
         for e in store.get_executions()
-        if e.type.rsplit(".", 1)[-1] == component_class and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
+        if component_name(e) == component_class and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
     ]
     return sorted(executions, key=lambda e: e.id)
 
