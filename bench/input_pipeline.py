@@ -20,6 +20,7 @@ import pipeline  # noqa: F401  (the pipeline's process settings, set before Tens
 from bench import report
 from bench.data import MAX_SIDE, decode_rate, image_files, read_all, sample_config, synthetic_tree
 from mura.config import PROFILES, TrainConfig
+from mura.layout import IMAGE_PATH, parse_study
 
 NOTES = """
 What bounds it. The Trainer's pipeline decodes nothing: Transform decoded and resized every image once, and the
@@ -42,8 +43,9 @@ PIPELINE_SECONDS = 4.0  # the Trainer's pipeline runs at least this long
 
 
 def labels_of(files: list[Path]) -> list[tuple[str, int]]:
-    """(body part, label) from MURA's folder names: XR_PART/patientN/studyK_positive/imageN.png."""
-    return [(path.parts[-4], int(path.parts[-2].endswith("_positive"))) for path in files]
+    """(body part, label) from each image's MURA path (the study folder's _positive/_negative suffix)."""
+    keys = [parse_study(IMAGE_PATH.search(path.as_posix())) for path in files]
+    return [(key.body_part, key.folder_label) for key in keys]
 
 
 def write_transformed(files: list[Path], images: list[bytes], size: int, path: Path) -> None:
