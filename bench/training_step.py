@@ -90,16 +90,12 @@ def step_rate(config: TrainConfig, phase: str, steps: int) -> tuple[float, int, 
 
     from mura import features
     from mura.model import build_model, set_phase
+    from pipeline.trainer import compile_model
 
     keras.backend.clear_session()
     model = build_model(config)
     set_phase(model, phase, config.unfreeze_top_layers)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.finetune_learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        weighted_metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        jit_compile=config.xla,
-    )
+    compile_model(model, config, config.finetune_learning_rate)
     rng = np.random.default_rng(0)
     size, batch = config.image_size, config.batch_size
     pixels = {features.PIXELS: rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8)}

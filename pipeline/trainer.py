@@ -80,6 +80,16 @@ def schedule(config: TrainConfig) -> list[tuple[str, int, float]]:
     return [phase for phase in phases if phase[1] > 0]
 
 
+def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float) -> None:
+    """Compiled again at each phase: Keras takes the layers' trainable flags into account only when compiling."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        weighted_metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        jit_compile=config.xla,
+    )
+
+
 def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_dir: str) -> None:
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
@@ -92,12 +102,7 @@ def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_di
     for phase, epochs, learning_rate in schedule(config):
         logging.info("Training phase %s: %d epochs at learning rate %g", phase, epochs, learning_rate)
         set_phase(model, phase, config.unfreeze_top_layers)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.BinaryCrossentropy(),
-            weighted_metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-            jit_compile=config.xla,
-        )
+        compile_model(model, config, learning_rate)
         model.fit(
             train_data,
             validation_data=eval_data,
