@@ -6,7 +6,6 @@ anywhere, including in an exported notebook.
 
 from __future__ import annotations
 
-import json
 import os
 
 import pandas as pd
@@ -14,7 +13,8 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from components.data_validation_gate import ANOMALIES_FILE, REPORT_FILE, describe_anomalies
+from components.data_validation_gate import ANOMALIES_FILE, describe_anomalies
+from pipeline.ingest import read_ingestion_summary
 
 SPLITS = ("train", "eval", "test")
 STATISTICS_FILE = "FeatureStats.pb"  # StatisticsGen's file per split
@@ -38,10 +38,9 @@ def schema(schema_dir: str) -> schema_pb2.Schema:
     return tfdv.load_schema_text(os.path.join(schema_dir, SCHEMA_FILE))
 
 
-def drift_table(data_report_dir: str) -> pd.DataFrame:
+def drift_table(metadata_path: str) -> pd.DataFrame:
     """The data-validation gate's train/test drift per feature, against the schema's thresholds."""
-    with open(os.path.join(data_report_dir, REPORT_FILE)) as handle:
-        return pd.DataFrame(json.load(handle)["drift"])
+    return pd.DataFrame(read_ingestion_summary(metadata_path).drift)
 
 
 def _features(
