@@ -42,17 +42,17 @@ def run_example_gen(root: Path, pipeline_root: Path) -> float:
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
     from components.mura_example_gen.component import MuraExampleGen
-    from mura.config import DataConfig, RunConfig
+    from mura.config import DIRECT_RUNNER_ARGS, DataConfig, metadata_location
     from pipeline.metadata import execution_seconds, latest_execution, open_store
 
-    metadata = str(pipeline_root / "metadata.sqlite")
+    metadata = metadata_location(str(pipeline_root))
     ingestion_only = tfx.dsl.Pipeline(
         pipeline_name="bench-ingestion",
         pipeline_root=str(pipeline_root),
         components=[MuraExampleGen(data_root=str(root), config=DataConfig())],
         enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
-        beam_pipeline_args=list(RunConfig(data_root="", pipeline_root="").beam_pipeline_args),
+        beam_pipeline_args=list(DIRECT_RUNNER_ARGS),
     )
     BeamDagRunner().run(ingestion_only)
     execution = latest_execution(open_store(metadata), "MuraExampleGen")

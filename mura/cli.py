@@ -24,6 +24,7 @@ from mura.config import (
     SampleConfig,
     ServingConfig,
     TrainConfig,
+    metadata_location,
 )
 from mura.filesystem import absolute
 from mura.layout import DATASET_DIR
@@ -366,9 +367,9 @@ def report(pipeline_root: Path, metadata_path: str, out: Path, cases: int) -> No
     from pipeline.report import write_report
     from pipeline.run_outputs import find_run_outputs
 
-    run = RunConfig(data_root="", pipeline_root=str(pipeline_root.absolute()), metadata_path=metadata_path)
+    metadata = metadata_location(str(pipeline_root.absolute()), metadata_path)
     try:
-        page = write_report(find_run_outputs(run.metadata), out, cases)
+        page = write_report(find_run_outputs(metadata), out, cases)
     except (LookupError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Report written to {page} (open it in a browser; the figures are PNG files beside it).")

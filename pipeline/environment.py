@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mura.config import PROFILES, GateConfig, RunConfig, TrainConfig
+from mura.config import DIRECT_RUNNER_ARGS, PROFILES, GateConfig, RunConfig, TrainConfig
 from mura.filesystem import absolute
 
 SETTINGS_FILE = "MURA_SETTINGS"
@@ -25,7 +25,7 @@ VARIABLES = {
     "MURA_METADATA_PATH": ("", "ML Metadata SQLite file; empty: <pipeline root>/metadata.sqlite"),
     "MURA_SERVING_ROOT": ("", "where blessed models are pushed; empty: <pipeline root>/serving"),
     "MURA_MODEL_NAME": (GateConfig().model_name, "the folder under the serving root, TF Serving's model name"),
-    "MURA_BEAM_ARGS": (" ".join(RunConfig("", "").beam_pipeline_args), "Beam pipeline arguments, shell-quoted"),
+    "MURA_BEAM_ARGS": (" ".join(DIRECT_RUNNER_ARGS), "Beam pipeline arguments, shell-quoted"),
     "MURA_KAPPA_FLOOR": (str(GateConfig().study_kappa_floor), "overall study kappa must be above it"),
     "MURA_AUC_FLOOR": (str(GateConfig().auc_floor), "overall image AUC must reach it"),
     "MURA_AUC_MIN_CHANGE": (str(GateConfig().auc_min_change), "candidate AUC minus the baseline's must reach it"),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mura.config import PROFILES
+from mura.config import PROFILES, metadata_location
 from pipeline.environment import settings
 
 
@@ -12,6 +12,10 @@ def test_defaults_then_file_then_environment(tmp_path: Path) -> None:
     default = settings({})
     assert default.train == PROFILES["demo"] and default.run.pipeline_root.endswith("runs/pipeline")
     assert default.run.beam_pipeline_args == ("--direct_num_workers=1",)
+    assert default.run.metadata == metadata_location(default.run.pipeline_root)
+    assert default.run.metadata.endswith("runs/pipeline/metadata.sqlite")
+    assert metadata_location("gs://b/root/", "/m/store.sqlite") == "/m/store.sqlite"
+    assert metadata_location("gs://b/root/") == "gs://b/root/metadata.sqlite"
     file = tmp_path / "mura.env"
     file.write_text("# a comment\nMURA_PROFILE=smoke\nMURA_AUC_FLOOR=0.8\nMURA_DATA_ROOT=gs://bucket/mura\n")
     chosen = settings(

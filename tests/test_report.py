@@ -13,7 +13,7 @@ from PIL import Image
 
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
 from mura.cli import main
-from mura.config import TrainConfig
+from mura.config import TrainConfig, metadata_location
 from mura.curves import Counts, rebin_calibration, roc_points
 from mura.layout import BODY_PARTS
 from mura.study_metrics import ImagePrediction
@@ -78,7 +78,7 @@ def pipeline_root(pipeline_run) -> str:
 
 
 def test_the_study_evaluation_keeps_every_test_image_prediction(pipeline_root: str, sample_root: Path) -> None:
-    outputs = find_run_outputs(os.path.join(pipeline_root, "metadata.sqlite"))
+    outputs = find_run_outputs(metadata_location(pipeline_root))
     with open(os.path.join(outputs.study_evaluation, IMAGE_PREDICTIONS_CSV)) as handle:
         rows = list(csv.DictReader(handle))
     test_images = sorted(str(p.relative_to(sample_root)) for p in (sample_root / "MURA-v1.1" / "valid").rglob("*.png"))
