@@ -168,7 +168,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
         records = workdir / f"transformed-{len(files)}-{config.image_size}.tfrecord.gz"
         if not records.exists():
             write_transformed(files, images, config.image_size, records)
-        ours = trainer_pipeline_rate(records, files, config, augmentation(), seconds)
+        ours = trainer_pipeline_rate(records, files, config, augmentation(config), seconds)
         bare = trainer_pipeline_rate(records, files, config, None, seconds)
         seed = seed_loader_rate(files, config, 4 if quick else SEED_LOADER_BATCHES)
         shape = f"{name} ({config.image_size} px, batch {config.batch_size})"
@@ -189,7 +189,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
                 config.image_size,
                 report.fmt(trainer_pipeline_rate(records, files, config, layer, 2)),
             ]
-            for layer in augmentation().layers
+            for layer in augmentation(config).layers
         ]
     section.tables = [
         ("Every measurement", ["what", "profile", "image size", "images/s"], rows),

@@ -22,21 +22,22 @@ class BaseWeightsError(Exception):
     """The requested ResNet50V2 weights cannot be had; the message lists the alternatives."""
 
 
-def augmentation() -> keras.Sequential:
-    """The seed's mild geometry plus brightness, and contrast; pixels stay in [0, 255].
+def augmentation(config: TrainConfig) -> keras.Sequential:
+    """Flips, and the seed's rotation, zoom and brightness plus contrast at the profile's strengths; pixels stay in
+    [0, 255].
 
     Kept in float32 under mixed precision: pixel arithmetic needs no speed-up, and some ops lack half kernels.
     """
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", dtype="float32"),
-            keras.layers.RandomRotation(0.05, fill_mode="constant", dtype="float32"),
-            keras.layers.RandomZoom(0.1, fill_mode="constant", dtype="float32"),
-            keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0), dtype="float32"),
-            keras.layers.RandomContrast(0.15, dtype="float32"),
-        ],
-        name="augment",
-    )
+    layers = [keras.layers.RandomFlip("horizontal", dtype="float32")]
+    if config.rotation:
+        layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="constant", dtype="float32"))
+    if config.zoom:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="constant", dtype="float32"))
+    if config.brightness:
+        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 255.0), dtype="float32"))
+    if config.contrast:
+        layers.append(keras.layers.RandomContrast(config.contrast, dtype="float32"))
+    return keras.Sequential(layers, name="augment")
 
 
 def resnet50v2_base(image_size: int, weights: str) -> keras.Model:
@@ -65,7 +66,7 @@ def build_model(config: TrainConfig) -> keras.Model:
     size = config.image_size
     pixels = keras.Input(shape=(size, size, 1), dtype=tf.uint8, name=features.PIXELS)
     x = tf.cast(pixels, tf.float32)
-    x = augmentation()(x)
+    x = augmentation(config)(x)
     x = tf.image.grayscale_to_rgb(x)
     x = x / 127.5 - 1.0  # ResNet50V2's input range, [-1, 1]
     base = resnet50v2_base(size, config.base_weights)

@@ -96,7 +96,9 @@ def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_di
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
         ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2, min_lr=1e-7),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.1, patience=config.reduce_lr_patience, min_lr=1e-7
+        ),
     ]
     epoch = 0
     for phase, epochs, learning_rate in schedule(config):

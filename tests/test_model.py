@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from mura.config import PROFILES, TrainConfig
 from mura.devices import choose_placement
-from mura.model import BASE_NAME, BaseWeightsError, build_model, set_phase
+from mura.model import BASE_NAME, BaseWeightsError, augmentation, build_model, set_phase
 from pipeline.trainer import schedule
 
 TINY = TrainConfig(image_size=32, base_weights="none", dense_units=8)
@@ -46,6 +46,34 @@ def test_the_schedule_trains_everything_when_the_base_is_random() -> None:
     pretrained = dataclasses.replace(TINY, base_weights="imagenet")
     assert [phase for phase, _, _ in schedule(pretrained)] == ["head", "finetune"]
     assert schedule(pretrained)[1][2] < schedule(pretrained)[0][2]
+
+
+def test_geometric_augmentation_is_per_profile_and_only_active_in_training() -> None:
+    def layers(config: TrainConfig) -> list[str]:
+        return [type(layer).__name__ for layer in augmentation(config).layers]
+
+    assert layers(PROFILES["full"]) == [
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomBrightness",
+        "RandomContrast",
+    ]
+    assert layers(dataclasses.replace(TINY, rotation=0.0, zoom=0.0)) == [
+        "RandomFlip",
+        "RandomBrightness",
+        "RandomContrast",
+    ]
+    augment = augmentation(PROFILES["full"])
+    pixels = tf.random.uniform((4, 32, 32, 1), 0, 255, seed=1)
+    assert np.array_equal(augment(pixels, training=False), pixels)
+    assert not np.allclose(augment(pixels, training=True), pixels)
+    with pytest.raises(ValueError, match="rotation"):
+        TrainConfig(rotation=0.6)
+    with pytest.raises(ValueError, match="zoom"):
+        TrainConfig(zoom=1.0)
+    with pytest.raises(ValueError, match="contrast"):
+        TrainConfig(contrast=-0.1)
 
 
 @pytest.fixture(scope="module")
