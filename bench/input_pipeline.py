@@ -5,8 +5,9 @@ size on the same synthetic PNGs, and against the raw limit, decoding the same PN
 The Trainer's pipeline is `pipeline.trainer.make_dataset` over TFRecords in Transform's output format (gzipped
 tf.Examples of serialized uint8 pixels, one file per split as the DirectRunner writes it), written here with the
 project's decoder (`mura.image_ops.decode_to_square`) rather than a Beam run of Transform; augmentation is the
-model's own layers (`mura.model.augmentation`), mapped over each batch. Measured at the demo and full profiles'
-image sizes and batch sizes.
+model's own layers (`mura.model.augmentation`) at the seed's strengths, which the full profile keeps (the demo
+profile trains with flips only), mapped over each batch. Measured at the demo and full profiles' image sizes and
+batch sizes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from bench import report
 from bench.data import MAX_SIDE, decode_rate, image_files, read_all, sample_config, synthetic_tree
 from mura.config import PROFILES, TrainConfig
 from mura.layout import IMAGE_PATH, parse_study
+
+# The seed's augmentation strengths (TrainConfig's defaults), the same at every image size, as the seed's loader.
+SEED_AUGMENTATION = TrainConfig()
 
 NOTES = """
 What bounds it. The Trainer's pipeline decodes nothing: Transform decoded and resized every image once, and the
@@ -151,9 +155,9 @@ def run(workdir: Path, quick: bool) -> report.Section:
         setup=(
             f"{len(files):,} synthetic train images (PNG, longest side at most {MAX_SIDE} px). "
             "The Trainer's pipeline: `make_dataset` in training mode (parallel reads and parsing, shuffle, "
-            "batch, prefetch) plus the model's augmentation layers mapped over each batch, timed for "
-            f"{PIPELINE_SECONDS:g} s; also without augmentation, and with one augmentation layer at a time. "
-            "The seed's loader: `ImageDataGenerator.flow_from_dataframe` (flip, "
+            "batch, prefetch) plus the model's augmentation layers at the seed's strengths mapped over each "
+            f"batch, timed for {PIPELINE_SECONDS:g} s; also without augmentation, and with one augmentation layer "
+            "at a time. The seed's loader: `ImageDataGenerator.flow_from_dataframe` (flip, "
             "18 degree rotation, 0.1 zoom, brightness 0.85-1.15, contrast 0.85-1.15 through "
             f"`preprocessing_function`), grayscale, iterated as `model.fit` does by default (one thread), "
             f"{SEED_LOADER_BATCHES} batches. The decode limit: TensorFlow's PNG decoder on every core, "
@@ -168,7 +172,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
         records = workdir / f"transformed-{len(files)}-{config.image_size}.tfrecord.gz"
         if not records.exists():
             write_transformed(files, images, config.image_size, records)
-        ours = trainer_pipeline_rate(records, files, config, augmentation(config), seconds)
+        ours = trainer_pipeline_rate(records, files, config, augmentation(SEED_AUGMENTATION), seconds)
         bare = trainer_pipeline_rate(records, files, config, None, seconds)
         seed = seed_loader_rate(files, config, 4 if quick else SEED_LOADER_BATCHES)
         shape = f"{name} ({config.image_size} px, batch {config.batch_size})"
@@ -178,7 +182,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
             report.Comparison(f"{shape}: the same without augmentation", bare, decode, "decode", "img/s"),
         ]
         rows += [
-            ["Trainer's tf.data pipeline with the model's augmentation", name, config.image_size, report.fmt(ours)],
+            ["Trainer's tf.data pipeline with the seed's augmentation", name, config.image_size, report.fmt(ours)],
             ["Trainer's tf.data pipeline alone (no augmentation)", name, config.image_size, report.fmt(bare)],
             ["seed's ImageDataGenerator", name, config.image_size, report.fmt(seed)],
         ]
@@ -189,7 +193,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
                 config.image_size,
                 report.fmt(trainer_pipeline_rate(records, files, config, layer, 2)),
             ]
-            for layer in augmentation(config).layers
+            for layer in augmentation(SEED_AUGMENTATION).layers
         ]
     section.tables = [
         ("Every measurement", ["what", "profile", "image size", "images/s"], rows),

@@ -23,8 +23,8 @@ class BaseWeightsError(Exception):
 
 
 def augmentation(config: TrainConfig) -> keras.Sequential:
-    """Flips, and the seed's rotation, zoom and brightness plus contrast at the profile's strengths; pixels stay in
-    [0, 255].
+    """Flips, plus the seed's rotation, zoom, brightness and contrast at the profile's strengths (0 leaves a layer
+    out); pixels stay in [0, 255].
 
     Kept in float32 under mixed precision: pixel arithmetic needs no speed-up, and some ops lack half kernels.
     """
