@@ -110,15 +110,16 @@ def seed_loader_rate(files: list[Path], config: TrainConfig, batches: int) -> fl
 
     def contrast(x: np.ndarray) -> np.ndarray:  # ImageDataGenerator has no contrast option: RandomContrast's
         mean = x.mean()
-        return (x - mean) * rng.uniform(0.85, 1.15) + mean
+        return (x - mean) * rng.uniform(1 - SEED_AUGMENTATION.contrast, 1 + SEED_AUGMENTATION.contrast) + mean
 
+    strengths = SEED_AUGMENTATION
     generator = ImageDataGenerator(
         horizontal_flip=True,  # RandomFlip("horizontal")
-        rotation_range=18,  # RandomRotation(0.05): 5 % of a full turn
-        zoom_range=0.1,  # RandomZoom(0.1)
-        brightness_range=(0.85, 1.15),  # RandomBrightness(0.15)
+        rotation_range=strengths.rotation * 360,  # degrees; RandomRotation takes a fraction of a full turn
+        zoom_range=strengths.zoom,
+        brightness_range=(1 - strengths.brightness, 1 + strengths.brightness),
         fill_mode="constant",
-        preprocessing_function=contrast,  # RandomContrast(0.15)
+        preprocessing_function=contrast,  # RandomContrast
     )
     frame = pd.DataFrame(
         {"filename": [str(path) for path in files], "class": [str(label) for _, label in labels_of(files)]}
@@ -146,6 +147,7 @@ def run(workdir: Path, quick: bool) -> report.Section:
     images = read_all(files, threads=8)
     decode = decode_rate(images, seconds=1.0 if quick else 3.0)
     profiles = {"demo": PROFILES["demo"], "full": PROFILES["full"]}
+    strengths = SEED_AUGMENTATION
     if quick:
         profiles = {"demo": dataclasses.replace(PROFILES["demo"], image_size=32, batch_size=8)}
 
@@ -158,7 +160,9 @@ def run(workdir: Path, quick: bool) -> report.Section:
             "batch, prefetch) plus the model's augmentation layers at the seed's strengths mapped over each "
             f"batch, timed for {PIPELINE_SECONDS:g} s; also without augmentation, and with one augmentation layer "
             "at a time. The seed's loader: `ImageDataGenerator.flow_from_dataframe` (flip, "
-            "18 degree rotation, 0.1 zoom, brightness 0.85-1.15, contrast 0.85-1.15 through "
+            f"{strengths.rotation * 360:g} degree rotation, {strengths.zoom:g} zoom, brightness "
+            f"{1 - strengths.brightness:g}-{1 + strengths.brightness:g}, contrast {1 - strengths.contrast:g}-"
+            f"{1 + strengths.contrast:g} through "
             f"`preprocessing_function`), grayscale, iterated as `model.fit` does by default (one thread), "
             f"{SEED_LOADER_BATCHES} batches. The decode limit: TensorFlow's PNG decoder on every core, "
             "from memory."
