@@ -48,7 +48,7 @@ def test_the_schedule_trains_everything_when_the_base_is_random() -> None:
     assert schedule(pretrained)[1][2] < schedule(pretrained)[0][2]
 
 
-def test_geometric_augmentation_is_per_profile_and_only_active_in_training() -> None:
+def test_augmentation_is_per_profile_and_only_active_in_training() -> None:
     def layers(config: TrainConfig) -> list[str]:
         return [type(layer).__name__ for layer in augmentation(config).layers]
 
