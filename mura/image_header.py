@@ -1,16 +1,23 @@
-"""Reads an image's format, size and channel count from its first bytes, without decoding pixels.
+"""Reads an image's format, size and channel count from its first bytes, and checks its last bytes, without decoding.
 
-Auditing 40k radiographs by decoding them would take minutes; their headers take seconds.
+Auditing 40k radiographs by decoding them would take minutes; their headers and tails take seconds.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # an empty IEND chunk: length, type, CRC
+JPEG_EOI = b"\xff\xd9"
+# Bytes some writers pad a JPEG with after its EOI marker (to a block size, or a stray newline).
+_JPEG_PADDING = b"\x00 \t\r\n"
+# How much of a file's end is read: a page, enough to see past a JPEG's padding.
+TAIL_BYTES = 4096
 
 # PNG colour type -> channels once decoded (palette images decode to RGB).
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
@@ -47,6 +54,21 @@ def read_image_header(stream: BinaryIO) -> ImageHeader:
     if header.width <= 0 or header.height <= 0:
         raise ImageHeaderError("corrupt_image", f"{header.format} header gives size {header.width}x{header.height}")
     return header
+
+
+def check_complete(stream: BinaryIO, image_format: str) -> None:
+    """Rejects a file cut short: its header may be intact, but a PNG must end with IEND and a JPEG with EOI.
+
+    Reads only the last TAIL_BYTES (a seek from the end works on local files, tf.io.gfile and in-memory bytes), so
+    a truncated download is caught at audit time instead of when Beam decodes the pixels.
+    """
+    stream.seek(0, io.SEEK_END)
+    stream.seek(max(0, stream.tell() - TAIL_BYTES))
+    tail = stream.read(TAIL_BYTES)
+    if image_format == "png" and not tail.endswith(PNG_IEND):
+        raise ImageHeaderError("corrupt_image", "truncated: no IEND chunk at the end of the PNG")
+    if image_format == "jpeg" and not tail.rstrip(_JPEG_PADDING).endswith(JPEG_EOI):
+        raise ImageHeaderError("corrupt_image", "truncated: no EOI marker (FF D9) at the end of the JPEG")
 
 
 def _png_header(stream: BinaryIO) -> ImageHeader:

@@ -1,24 +1,26 @@
 """Reads a MURA-v1.1 root from its four header-less CSVs: every row is accepted or rejected with a reason.
 
 File lists come from the CSVs, never from listing folders (archives carry `.DS_Store` and `._*` files), and a
-path that leads outside the data root is rejected without being opened.
+path that leads outside the data root is rejected without being opened. CSV lines are split from the bytes here,
+not by the csv module, so a line that is not UTF-8, holds a NUL byte or never ends is one rejected row, not a crash.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 from tqdm import tqdm
 
 from mura.config import DataConfig
 from mura.filesystem import FileSystem, absolute, filesystem_for, is_within
-from mura.image_header import ImageHeader, ImageHeaderError, read_image_header
+from mura.image_header import ImageHeader, ImageHeaderError, check_complete, read_image_header
 from mura.layout import (
     BODY_PARTS,
     DATASET_DIR,
@@ -34,7 +36,10 @@ from mura.splits import pipeline_split
 
 # Why a row was rejected; the codes appear in rejected-row reports.
 REASONS = {
-    "malformed_row": "the CSV row does not have the expected columns or label",
+    "malformed_row": (
+        "the CSV line is not valid UTF-8, holds a NUL byte, is longer than 64 KiB, or does not have the expected "
+        "columns or label"
+    ),
     "outside_root": "the path is absolute, climbs with '..' or resolves outside the data root; never opened",
     "bad_prefix": f"the path does not start with '{DATASET_DIR}/'",
     "malformed_path": "the path does not follow SPLIT/XR_PART/patientN/studyK_(positive|negative)/imageN.png",
@@ -48,7 +53,10 @@ REASONS = {
     "missing_file": "no regular file at the path",
     "unreadable": "the file could not be read",
     "not_png_or_jpeg": "the bytes are neither PNG nor JPEG",
-    "corrupt_image": "the PNG/JPEG header is truncated or invalid",
+    "corrupt_image": (
+        "the PNG/JPEG header is truncated or invalid, or the file is cut short: a PNG not ending with its IEND chunk, "
+        "a JPEG not ending with its EOI marker"
+    ),
     "undecodable": "the header reads but the pixels do not decode, or decode to another size (found at ingestion)",
 }
 
@@ -142,22 +150,104 @@ def read_mura(data_root: str | os.PathLike[str], config: DataConfig | None = Non
     for split in SOURCE_SPLITS:
         reader.read_studies(split)
     rows = [
-        (split, line, row)
+        (split, row)
         for split in SOURCE_SPLITS
-        for line, row in _csv_rows(fs, posixpath.join(dataset_dir, image_paths_csv(split)))
+        for row in _csv_rows(fs, posixpath.join(dataset_dir, image_paths_csv(split)))
     ]
     index.image_rows = len(rows)
     reader.note_train_patients(rows)
-    for split, line, row in tqdm(rows, desc="reading image headers", unit="img", disable=None if progress else True):
-        reader.read_image(split, line, row)
+    for split, row in tqdm(rows, desc="reading image headers", unit="img", disable=None if progress else True):
+        reader.read_image(split, row)
     reader.reject_studies_without_images()
     return index
 
 
-def _csv_rows(fs: FileSystem, path: str) -> Iterator[tuple[int, list[str]]]:
+# A MURA path is under 100 bytes; a longer line is not a row, and only its first bytes are kept in memory.
+MAX_LINE_BYTES = 64 * 1024
+_CHUNK_BYTES = 1024 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # what spreadsheets write: Unix, Windows and classic Mac endings
+_SHOWN_BYTES = 200  # of a line that could not be parsed, in the rejected-row report
+_NUL = b"\x00"
+
+
+@dataclass(frozen=True)
+class _CsvRow:
+    line: int  # 1-based physical line of the CSV file
+    fields: list[str]  # empty for a blank line, or when `problem` says why the line has no fields
+    problem: str = ""
+    shown: str = ""  # the line as far as it can be shown, when it could not be parsed
+
+    @property
+    def path(self) -> str:
+        """The path column as written, for reports; the printable start of the line when it had no columns."""
+        return self.fields[0] if self.fields else self.shown
+
+    def check_columns(self, expected: int) -> None:
+        if self.problem:
+            raise _Rejected("malformed_row", self.problem)
+        if not self.fields:
+            raise _Rejected("malformed_row", "blank line")
+        if len(self.fields) != expected:
+            columns = len(self.fields)
+            raise _Rejected("malformed_row", f"{columns} column{'s' * (columns != 1)}, expected {expected}")
+
+
+def _csv_rows(fs: FileSystem, path: str) -> Iterator[_CsvRow]:
     with fs.open(path) as handle:
-        text = handle.read().decode("utf-8-sig")  # a BOM appears when a CSV was re-saved by a spreadsheet
-    yield from enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+        for number, (start, length) in enumerate(_lines(handle), start=1):
+            yield _parse_line(number, start, length)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Yields each line's first MAX_LINE_BYTES (without its ending) and its full length, reading 1 MiB at a time.
+
+    A 200 MB file with no newline is read through once and costs 1 MiB of memory; a last line without an ending
+    (a file cut mid-row) is a line like the others.
+    """
+    kept, length, after_cr = b"", 0, False
+    for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
+        if after_cr and chunk.startswith(b"\n"):  # a CRLF split across two chunks
+            chunk = chunk[1:]
+        after_cr = chunk.endswith(b"\r")
+        start = 0
+        for end in _LINE_END.finditer(chunk):
+            piece = chunk[start : end.start()]
+            yield kept + piece[: MAX_LINE_BYTES - len(kept)], length + len(piece)
+            kept, length, start = b"", 0, end.end()
+        rest = chunk[start:]
+        kept, length = kept + rest[: MAX_LINE_BYTES - len(kept)], length + len(rest)
+    if length:
+        yield kept, length
+
+
+def _parse_line(number: int, start: bytes, length: int) -> _CsvRow:
+    problem = _line_problem(start, length)
+    if problem:
+        shown = _printable(start[:_SHOWN_BYTES]) + ("..." if length > _SHOWN_BYTES else "")
+        return _CsvRow(number, [], problem, shown)
+    text = start.decode("utf-8")
+    if number == 1:
+        text = text.removeprefix("\ufeff")  # a BOM appears when a CSV was re-saved by a spreadsheet
+    return _CsvRow(number, next(csv.reader([text]), []))
+
+
+def _line_problem(start: bytes, length: int) -> str:
+    """Why a line cannot be handed to the csv module, which takes any bounded UTF-8 line without NUL or newline."""
+    if length > MAX_LINE_BYTES:
+        return f"line of {length} bytes, longer than the {MAX_LINE_BYTES}-byte limit"
+    if _NUL in start:
+        return f"NUL byte at byte {start.index(_NUL) + 1}"
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"not valid UTF-8 at byte {error.start + 1}"
+    return ""
+
+
+def _printable(data: bytes) -> str:
+    """Bytes as text a terminal and a CSV report can hold: bad UTF-8 and control characters escaped."""
+    text = data.decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 class _Reader:
@@ -178,9 +268,9 @@ class _Reader:
 
     def read_studies(self, split: str) -> None:
         csv_file = labeled_studies_csv(split)
-        for line, row in _csv_rows(self.fs, posixpath.join(self.root, csv_file)):
+        for row in _csv_rows(self.fs, posixpath.join(self.root, csv_file)):
             self.index.study_rows += 1
-            raw = row[0] if row else ""
+            line, raw = row.line, row.path
             try:
                 key = self.study_row(split, row)
             except _Rejected as error:
@@ -192,16 +282,18 @@ class _Reader:
                 continue
             self.study_rows[key.folder] = (csv_file, line, raw, key.body_part)
 
-    def study_row(self, split: str, row: list[str]) -> StudyKey:
-        if len(row) != 2 or row[1].strip() not in ("0", "1"):
-            raise _Rejected("malformed_row", f"expected 'path,0|1', got {','.join(row)!r}")
-        relative = self.relative_path(row[0])
+    def study_row(self, split: str, row: _CsvRow) -> StudyKey:
+        row.check_columns(2)
+        raw, label_text = row.fields
+        if label_text.strip() not in ("0", "1"):
+            raise _Rejected("malformed_row", f"label {label_text!r}, expected 0 or 1")
+        relative = self.relative_path(raw)
         match = STUDY_PATH.fullmatch(relative)
         if not match:
             raise _Rejected("malformed_path", relative)
         key = parse_study(match)
         self.check_split_and_part(key, split)
-        label = int(row[1])
+        label = int(label_text)
         self.study_labels[key.folder] = label
         if label != key.folder_label:
             self.mismatched_studies.add(key.folder)
@@ -226,23 +318,23 @@ class _Reader:
         if key.body_part not in BODY_PARTS:
             raise _Rejected("unknown_body_part", key.body_part)
 
-    def note_train_patients(self, rows: list[tuple[str, int, list[str]]]) -> None:
-        for split, _line, row in rows:
-            match = IMAGE_PATH.search(row[0]) if split == "train" and row else None
+    def note_train_patients(self, rows: list[tuple[str, _CsvRow]]) -> None:
+        for split, row in rows:
+            match = IMAGE_PATH.search(row.fields[0]) if split == "train" and row.fields else None
             if match:
                 self.train_patients.add(match["patient"])
 
-    def read_image(self, split: str, line: int, row: list[str]) -> None:
-        raw = row[0] if row else ""
+    def read_image(self, split: str, row: _CsvRow) -> None:
         try:
-            self.index.images.append(self.image_row(split, line, row))
+            self.index.images.append(self.image_row(split, row))
         except _Rejected as error:
-            self.reject(image_paths_csv(split), line, raw, error)
+            self.reject(image_paths_csv(split), row.line, row.path, error)
 
-    def image_row(self, split: str, line: int, row: list[str]) -> ImageRecord:
-        if len(row) != 1 or not row[0]:
-            raise _Rejected("malformed_row", f"expected one path column, got {','.join(row)!r}")
-        relative = self.relative_path(row[0])
+    def image_row(self, split: str, row: _CsvRow) -> ImageRecord:
+        row.check_columns(1)
+        if not row.path:
+            raise _Rejected("malformed_row", "empty path")
+        relative = self.relative_path(row.path)
         match = IMAGE_PATH.fullmatch(relative)
         if not match:
             raise _Rejected("malformed_path", relative)
@@ -263,7 +355,7 @@ class _Reader:
         header = self.image_header(relative, part)
         return ImageRecord(
             path=posixpath.join(self.root, relative),
-            source_path=row[0],
+            source_path=row.path,
             source_split=split,
             split=pipeline_split(split, key.patient_id, self.config.eval_fraction, self.config.split_salt),
             body_part=part,
@@ -275,7 +367,7 @@ class _Reader:
             height=header.height,
             width=header.width,
             channels=header.channels,
-            csv_line=line,
+            csv_line=row.line,
         )
 
     def image_header(self, relative: str, part: str) -> ImageHeader:
@@ -287,7 +379,9 @@ class _Reader:
             raise _Rejected("missing_file", candidate, part)
         try:
             with self.fs.open(real) as stream:
-                return read_image_header(stream)
+                header = read_image_header(stream)
+                check_complete(stream, header.format)
+                return header
         except ImageHeaderError as error:
             raise _Rejected(error.reason, str(error), part) from None
         except OSError as error:

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from mura.image_header import ImageHeaderError, read_image_header
+from mura.image_header import TAIL_BYTES, ImageHeaderError, check_complete, read_image_header
 from tests.trees import jpeg_bytes, png_bytes
 
 
@@ -54,3 +54,61 @@ def test_a_zero_sized_png_is_corrupt() -> None:
     data[16:20] = b"\x00\x00\x00\x00"  # IHDR width
     with pytest.raises(ImageHeaderError, match="0x4"):
         header(bytes(data))
+
+
+def noisy(image_format: str, size: int = 200) -> bytes:
+    """An image far longer than TAIL_BYTES, so the end check must seek."""
+    buffer = io.BytesIO()
+    Image.effect_noise((size, size), 60).save(buffer, format=image_format)
+    assert buffer.tell() > 2 * TAIL_BYTES
+    return buffer.getvalue()
+
+
+class CountingBytesIO(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+@pytest.mark.parametrize(
+    ("data", "image_format"),
+    [
+        (png_bytes(), "png"),
+        (png_bytes(7, 5, "RGB"), "png"),
+        (noisy("PNG"), "png"),
+        (jpeg_bytes(), "jpeg"),
+        (noisy("JPEG"), "jpeg"),
+        (jpeg_bytes() + b"\x00" * 1000, "jpeg"),  # padded to a block after EOI
+        (jpeg_bytes() + b"\r\n", "jpeg"),
+    ],
+)
+def test_a_complete_image_passes_the_end_check_reading_only_its_tail(data: bytes, image_format: str) -> None:
+    stream = CountingBytesIO(data)
+    check_complete(stream, image_format)
+    assert stream.bytes_read <= TAIL_BYTES
+
+
+@pytest.mark.parametrize(
+    ("data", "missing"),
+    [
+        (png_bytes()[:-1], "IEND"),
+        (png_bytes()[:-12], "IEND"),
+        (noisy("PNG")[:5000], "IEND"),
+        (png_bytes() + b"\x00", "IEND"),  # a PNG must end with IEND, nothing after
+        (jpeg_bytes()[:-1], "EOI"),
+        (jpeg_bytes()[:-2], "EOI"),
+        (noisy("JPEG")[:5000], "EOI"),
+        (jpeg_bytes()[:-2] + b"\x00" * 10, "EOI"),
+        (jpeg_bytes() + b"\x00" * TAIL_BYTES, "EOI"),  # padding longer than the tail read is not trusted
+    ],
+)
+def test_a_truncated_image_with_an_intact_header_is_corrupt(data: bytes, missing: str) -> None:
+    h = header(data)
+    with pytest.raises(ImageHeaderError, match=f"truncated: no {missing}") as raised:
+        check_complete(io.BytesIO(data), h.format)
+    assert raised.value.reason == "corrupt_image"

@@ -1,14 +1,16 @@
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from mura.config import DataConfig
-from mura.reader import REASONS, MuraLayoutError, read_mura
+from mura.reader import MAX_LINE_BYTES, REASONS, MuraLayoutError, read_mura
 from tests.trees import Tree, jpeg_bytes, png_bytes
 
 GOOD = "train/XR_HAND/patient00001/study1_positive/image1.png"
 GOOD_VALID = "valid/XR_WRIST/patient00009/study1_negative/image1.png"
+GOOD_2 = "train/XR_HAND/patient00002/study1_negative/image1.png"
 
 
 def tree(tmp_path: Path) -> Tree:
@@ -215,3 +217,122 @@ def test_a_root_given_as_a_uri_is_read_through_tensorflow(tmp_path: Path) -> Non
     index = read_mura(f"file://{root}", progress=False)
     assert index.rejected == []
     assert index.images[0].path == f"file://{root}/MURA-v1.1/{GOOD}"
+
+
+def write_bytes_csv(root: Path, csv_file: str, content: bytes) -> None:
+    (root / "MURA-v1.1" / csv_file).write_bytes(content)
+
+
+def two_train_images(tmp_path: Path) -> Path:
+    return tree(tmp_path).labeled_image(GOOD_2).write()
+
+
+@pytest.mark.parametrize(
+    ("bad", "detail"),
+    [
+        (b"MURA-v1.1/train/XR_HAND/p\xffatient.png", "not valid UTF-8 at byte 26"),
+        (b"\xff\xfeM\x00U\x00", "NUL byte at byte 4"),
+        (b"MURA-v1.1/train/XR_HAND/\x00.png", "NUL byte at byte 25"),
+        (f"MURA-v1.1/{GOOD},1,extra".encode(), "3 columns, expected 1"),
+        (b"", "blank line"),
+        (b'""', "empty path"),
+        (b"x" * 10_000_000, f"line of 10000000 bytes, longer than the {MAX_LINE_BYTES}-byte limit"),
+    ],
+)
+def test_a_bad_image_row_is_malformed_and_the_rows_after_it_are_read(tmp_path: Path, bad: bytes, detail: str) -> None:
+    root = two_train_images(tmp_path)
+    write_bytes_csv(
+        root, "train_image_paths.csv", f"MURA-v1.1/{GOOD}\n".encode() + bad + f"\nMURA-v1.1/{GOOD_2}\n".encode()
+    )
+    index = read_mura(root, progress=False)
+    assert [(r.reason, r.csv_file, r.line, r.detail) for r in index.rejected] == [
+        ("malformed_row", "train_image_paths.csv", 2, detail)
+    ]
+    assert len(index.rejected[0].path) < 300
+    assert [(i.source_split, i.csv_line) for i in index.images] == [("train", 1), ("train", 3), ("valid", 1)]
+
+
+def test_a_bad_study_row_is_malformed_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    root = two_train_images(tmp_path)
+    rows = [f"MURA-v1.1/{GOOD.rsplit('/', 1)[0]}/,1", f"MURA-v1.1/{GOOD_2.rsplit('/', 1)[0]}/,0"]
+    write_bytes_csv(root, "train_labeled_studies.csv", f"{rows[0]}\n\xe9t\xe9,1\n{rows[1]}\n".encode("latin-1"))
+    index = read_mura(root, progress=False)
+    assert [(r.reason, r.csv_file, r.line, r.detail, r.path) for r in index.rejected] == [
+        ("malformed_row", "train_labeled_studies.csv", 2, "not valid UTF-8 at byte 1", "\\xe9t\\xe9,1")
+    ]
+    assert len(index.images) == 3
+
+
+def test_a_one_line_file_of_64_mib_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    root = tree(tmp_path).write()
+    write_bytes_csv(root, "valid_image_paths.csv", b"MURA-v1.1/" * (64 * 1024 * 1024 // 10))
+    tracemalloc.start()
+    try:
+        index = read_mura(root, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+    assert [(r.reason, r.csv_file, r.line) for r in index.rejected] == [
+        ("malformed_row", "valid_image_paths.csv", 1),
+        ("study_without_images", "valid_labeled_studies.csv", 1),
+    ]
+    assert index.rejected[0].path.endswith("...")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xef\xbb\xbf{a}\n{b}\n",  # a BOM, as a spreadsheet re-saves it
+        b"{a}\r\n{b}\r\n",
+        b"{a}\r{b}\r",  # classic Mac line endings
+        b"{a}\n{b}",  # cut after the last row's path
+        b'"{a}"\n{b}\n\n',  # a quoted field; a blank last line is a row, rejected
+    ],
+)
+def test_boms_line_endings_quotes_and_a_missing_last_newline_are_read(tmp_path: Path, content: bytes) -> None:
+    root = two_train_images(tmp_path)
+    paths = {"a": f"MURA-v1.1/{GOOD}", "b": f"MURA-v1.1/{GOOD_2}"}
+    write_bytes_csv(root, "train_image_paths.csv", content.decode().format(**paths).encode())
+    index = read_mura(root, progress=False)
+    assert [(i.source_path, i.csv_line) for i in index.images[:2]] == [(paths["a"], 1), (paths["b"], 2)]
+    assert [(r.line, r.detail) for r in index.rejected] == ([(3, "blank line")] if content.endswith(b"\n\n") else [])
+
+
+def test_a_crlf_split_across_read_chunks_is_one_line_ending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mura.reader._CHUNK_BYTES", len(f"MURA-v1.1/{GOOD}\r"))
+    root = two_train_images(tmp_path)
+    write_bytes_csv(root, "train_image_paths.csv", f"MURA-v1.1/{GOOD}\r\nMURA-v1.1/{GOOD_2}\r\n".encode())
+    index = read_mura(root, progress=False)
+    assert index.rejected == []
+    assert [i.csv_line for i in index.images] == [1, 2, 1]
+
+
+def test_empty_csvs_are_read_as_no_rows(tmp_path: Path) -> None:
+    index = read_mura(Tree(tmp_path / "data").write(), progress=False)
+    assert (index.images, index.rejected, index.image_rows, index.study_rows) == ([], [], 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "missing"),
+    [(png_bytes()[:-12], "IEND chunk"), (png_bytes()[:-1], "IEND chunk"), (jpeg_bytes()[:-2], "EOI marker")],
+)
+def test_a_truncated_image_with_an_intact_header_is_corrupt(tmp_path: Path, data: bytes, missing: str) -> None:
+    t = tree(tmp_path)
+    folder = "train/XR_FOREARM/patient00011/study1_negative"
+    t.study(folder, 0).image(f"{folder}/image1.png", data=data).image(f"{folder}/image2.jpg", data=jpeg_bytes())
+    index = read_mura(t.write(), progress=False)
+    assert [(r.reason, r.line, r.body_part) for r in index.rejected] == [("corrupt_image", 2, "XR_FOREARM")]
+    assert index.rejected[0].detail.startswith(f"truncated: no {missing}")
+    assert [i.csv_line for i in index.images] == [1, 3, 1]
+
+
+def test_a_truncated_image_under_a_uri_root_is_corrupt(tmp_path: Path) -> None:
+    t = tree(tmp_path)
+    folder = "train/XR_FOREARM/patient00011/study1_negative"
+    t.study(folder, 0).image(f"{folder}/image1.png", data=png_bytes()[:-12])
+    index = read_mura(f"file://{t.write()}", progress=False)
+    assert [(r.reason, r.detail) for r in index.rejected] == [
+        ("corrupt_image", "truncated: no IEND chunk at the end of the PNG")
+    ]
+    assert len(index.images) == 2
