@@ -4,8 +4,8 @@ ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0
 FROM ${TFX_IMAGE}
 
 WORKDIR /mura
-# oneDNN's CPU kernels, as pipeline/__init__.py sets them for local runs: TFX's container entrypoint imports
-# TensorFlow before any project module could (see docs/PERFORMANCE.md, training step).
+# Keras 2 and oneDNN's CPU kernels, as mura/__init__.py and pipeline/__init__.py select them for local runs: TFX's
+# container entrypoint imports TensorFlow before any project module could (see docs/PERFORMANCE.md, training step).
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_ENABLE_ONEDNN_OPTS=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -14,8 +14,9 @@ ENV TF_USE_LEGACY_KERAS=1 \
 COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
+# What runs inside the pipeline's steps, and nothing else: the domain, the components and module files, and the
+# pipeline's definition (its schema file is read by ImportSchemaGen).
 COPY mura mura
 COPY components components
 COPY pipeline pipeline
-COPY serving serving
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && python -c "import pipeline.definition"

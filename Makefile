@@ -10,9 +10,8 @@ DEMO_STUDIES ?= 40
 # The smoke model learns nothing, so the demo opens the gate's floors to show the chain through to serving;
 # `make demo DEMO_PROFILE=demo DEMO_GATE=` keeps the real gate.
 DEMO_GATE ?= --kappa-floor -1 --auc-floor 0
-export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: install test lint demo bench bench-quick clean
+.PHONY: install test test-fast lint demo bench bench-quick clean
 
 install: $(STAMP)
 
@@ -32,8 +31,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Everything, the end-to-end runs included (what CI runs).
 test: lint
 	$(BIN)/pytest
+
+# Without the end-to-end runs (pytest -m "not e2e"): the pipeline, the tfx CLI, Kubeflow compile and serving a
+# trained model are left out.
+test-fast: lint
+	$(BIN)/pytest -m "not e2e"
 
 demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part $(DEMO_STUDIES) --max-side 256 --force

@@ -16,7 +16,7 @@ from pathlib import Path
 import pipeline  # noqa: F401  (the pipeline's process settings, set before TensorFlow loads)
 from bench import report
 from bench.data import image_count, sample_config, synthetic_tree
-from mura.config import PROFILES, DataConfig, GateConfig, RunConfig
+from mura.config import PROFILES, GateConfig, RunConfig, Settings
 
 NOTES = """
 Reading the figures. The Trainer's time holds building ResNet50V2, tracing the training and evaluation steps, the
@@ -33,7 +33,7 @@ OPEN_GATE = GateConfig(study_kappa_floor=-1.0, auc_floor=0.0)  # make demo's DEM
 
 def component_seconds(metadata_path: str) -> list[tuple[str, float]]:
     """(component, seconds) of every execution in the run, in the order they ran."""
-    from pipeline.metadata import component_name, execution_seconds, open_store
+    from analysis.metadata import component_name, execution_seconds, open_store
 
     store = open_store(metadata_path)
     return [
@@ -43,6 +43,7 @@ def component_seconds(metadata_path: str) -> list[tuple[str, float]]:
 
 
 def run(workdir: Path, quick: bool) -> report.Section:
+    from analysis.summaries import read_pipeline_summary
     from pipeline.run import run_pipeline
 
     sample = sample_config(quick, None if quick else STUDIES_PER_PART)
@@ -52,8 +53,9 @@ def run(workdir: Path, quick: bool) -> report.Section:
         train = dataclasses.replace(train, finetune_epochs=1, steps_per_epoch=2, eval_steps=1)
     run_config = RunConfig(data_root=str(root), pipeline_root=str(workdir / f"pipeline-{time.time_ns()}"))
     start = time.perf_counter()
-    summary = run_pipeline(run_config, DataConfig(), train, OPEN_GATE)
+    run_pipeline(Settings(run=run_config, train=train, gate=OPEN_GATE))
     wall = time.perf_counter() - start
+    summary = read_pipeline_summary(run_config.metadata)
     components = component_seconds(run_config.metadata)
     slowest, slowest_seconds = max(components, key=lambda item: item[1])
     orchestration = wall - sum(seconds for _, seconds in components)

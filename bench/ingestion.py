@@ -41,18 +41,19 @@ def run_example_gen(root: Path, pipeline_root: Path) -> float:
     from tfx import v1 as tfx
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+    from analysis.metadata import execution_seconds, latest_execution, open_store
     from components.mura_example_gen.component import MuraExampleGen
-    from mura.config import DIRECT_RUNNER_ARGS, DataConfig, metadata_location
-    from pipeline.metadata import execution_seconds, latest_execution, open_store
+    from mura.config import DataConfig, RunConfig
 
-    metadata = metadata_location(str(pipeline_root))
+    run = RunConfig(data_root=str(root), pipeline_root=str(pipeline_root))
+    metadata = run.metadata
     ingestion_only = tfx.dsl.Pipeline(
         pipeline_name="bench-ingestion",
         pipeline_root=str(pipeline_root),
         components=[MuraExampleGen(data_root=str(root), config=DataConfig())],
         enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
-        beam_pipeline_args=list(DIRECT_RUNNER_ARGS),
+        beam_pipeline_args=list(run.beam_args),
     )
     BeamDagRunner().run(ingestion_only)
     execution = latest_execution(open_store(metadata), "MuraExampleGen")

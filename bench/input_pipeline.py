@@ -2,7 +2,7 @@
 against the seed's loader, Keras' ImageDataGenerator.flow_from_dataframe with the same augmentations and image
 size on the same synthetic PNGs, and against the raw limit, decoding the same PNGs on every core.
 
-The Trainer's pipeline is `pipeline.trainer.make_dataset` over TFRecords in Transform's output format (gzipped
+The Trainer's pipeline is `components.modules.trainer.make_dataset` over TFRecords in Transform's output format (gzipped
 tf.Examples of serialized uint8 pixels, one file per split as the DirectRunner writes it), written here with the
 project's decoder (`mura.image_ops.decode_to_square`) rather than a Beam run of Transform; augmentation is the
 model's own layers (`mura.model.augmentation`) at the seed's strengths, which the full profile keeps (the demo
@@ -79,9 +79,9 @@ def trainer_pipeline_rate(records: Path, files: list[Path], config: TrainConfig,
     the pipeline alone) mapped over each batch."""
     import tensorflow as tf
 
+    from components.modules.trainer import make_dataset
     from mura import features
     from mura.class_weights import class_weights
-    from pipeline.trainer import make_dataset
 
     weights = class_weights(Counter(labels_of(files)), config.class_weights)
     dataset = make_dataset([str(records)], config, weights, config.batch_size, training=True).repeat()

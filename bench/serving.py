@@ -3,8 +3,9 @@ without server-side batching, against calling the loaded SavedModel in-process a
 
 The server is the project's (`serving.server.start`, in this process, clients in threads), the clients are the
 project's (`serving.client`), the model is exported as the Trainer exports it (`serving_signatures` of
-`pipeline.trainer`, over a Transform graph that tf.Transform analyses from `pipeline.transform.preprocessing_fn`)
-at the demo profile's shape, with its warm-up requests. Each request is one synthetic PNG.
+`components.modules.trainer`, over a Transform graph that tf.Transform analyses from
+`components.modules.transform.preprocessing_fn`) at the demo profile's shape, with its warm-up requests. Each
+request is one synthetic PNG.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ gRPC, JSON and base64 for REST), the header check that refuses decompression bom
 thread hop and, in this benchmark, the clients themselves, which share the server's process, its GIL and the 2
 cores. Each client keeps one gRPC channel (serving/client.py's GrpcClient) for all its requests.
 """
-MODEL_NAME = "mura"
+MODEL_NAME = ServingConfig().model_name
 CLIENTS = 8
 
 
@@ -42,12 +43,12 @@ def export_model(workdir: Path, config: TrainConfig, images: list[bytes]) -> Pat
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
     from tfx.utils import io_utils
 
+    from components.modules.trainer import serving_signatures
+    from components.modules.transform import IMAGE_SIZE, preprocessing_fn
+    from components.push import write_warmup_requests
     from mura import features
     from mura.model import build_model
     from pipeline.definition import SCHEMA_FILE
-    from pipeline.trainer import serving_signatures
-    from pipeline.transform import IMAGE_SIZE, preprocessing_fn
-    from serving.warmup import write_warmup_requests
 
     base = workdir / f"served-{config.image_size}" / MODEL_NAME
     version = base / "1"

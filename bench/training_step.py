@@ -88,9 +88,9 @@ def step_rate(config: TrainConfig, phase: str, steps: int) -> tuple[float, int, 
     import numpy as np
     import tf_keras as keras
 
+    from components.modules.trainer import compile_model
     from mura import features
     from mura.model import build_model, set_phase
-    from pipeline.trainer import compile_model
 
     keras.backend.clear_session()
     model = build_model(config)

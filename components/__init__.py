@@ -1,6 +1,5 @@
-"""Custom TFX components: MURA ingestion and the gates that stop a run on bad data or bad models."""
+"""What runs inside the pipeline's containers: custom components and the module files of Transform, Trainer and
+the Evaluator. Imports only the domain (`mura`), never serving, analysis or the CLI, so the pipeline image carries
+nothing else."""
 
-import os
-
-# TFX 1.16 and TFMA 0.47 expect Keras 2 (tf_keras); this must hold before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import mura  # noqa: F401  (Keras 2 before TensorFlow loads)

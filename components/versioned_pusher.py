@@ -12,8 +12,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
-from serving.versions import push, served_version_of
-from serving.warmup import write_warmup_requests
+from components.push import push
+from mura.model_versions import served_version_of
 
 
 @component
@@ -23,7 +23,7 @@ def VersionedPusher(
     study_blessing: InputArtifact[ModelBlessing],
     pushed_model: OutputArtifact[PushedModel],
     serving_root: Parameter[str],
-    model_name: Parameter[str] = "mura",
+    model_name: Parameter[str],
 ) -> None:
     """Writes <serving_root>/<model_name>/<version>/ when TFMA and the study-level evaluation both blessed it."""
     refusals = [
@@ -43,7 +43,7 @@ def VersionedPusher(
     source = os.path.join(model.uri, "Format-Serving")
     version = served_version_of(source, destination)
     if version is None:
-        version = push(source, destination, prepare=lambda staged: write_warmup_requests(staged, model_name))
+        version = push(source, destination, model_name)
         logging.info("Pushed %s as version %d of %s", model.uri, version, destination)
     else:
         logging.info("Model %s is already served as version %d of %s: nothing pushed.", model.uri, version, destination)

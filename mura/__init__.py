@@ -1,9 +1,10 @@
-"""Domain code for MURA: the dataset layout, its reader, splits and the synthetic generator.
+"""The MURA domain: dataset layout, reader, splits, synthetic data, study metrics and the Keras model.
 
-Nothing here imports TFX: it is plain Python, NumPy and TensorFlow, testable in milliseconds.
+No TFX, no serving, no command line here. Every other package of the project imports this one first, so this is
+the one place that selects Keras 2 (tf_keras), which TFX 1.16 and TFMA 0.47 expect: it must hold before
+TensorFlow is first imported.
 """
 
 import os
 
-# TFX 1.16 and TFMA 0.47 expect Keras 2 (tf_keras); this must hold before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

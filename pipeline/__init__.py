@@ -1,9 +1,9 @@
-"""The TFX pipeline: its definition, module files, runners and configs."""
+"""The pipeline's definition (one factory for every runner) and its runners: local Beam, TFX's CLI, Kubeflow."""
 
 import os
 
-# TFX 1.16 and TFMA 0.47 expect Keras 2 (tf_keras); this must hold before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import mura  # noqa: F401  (Keras 2 before TensorFlow loads)
+
 # oneDNN's CPU kernels for the pipeline's processes (the Trainer's among them). TensorFlow leaves them off on CPUs
 # without AVX-512 (this project's 2-core machines among them), where its own convolution gradients are slow at
 # small spatial sizes: measured at the demo's 64 px, a whole-network training step 2x faster and a fine-tuning one

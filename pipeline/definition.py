@@ -10,12 +10,12 @@ from tfx.dsl.components.base.base_node import BaseNode
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from components.data_validation_gate import DataValidationGate
+from components.modules.transform import IMAGE_SIZE
 from components.mura_example_gen.component import MuraExampleGen
 from components.study_evaluator import StudyEvaluator
 from components.versioned_pusher import VersionedPusher
-from mura.config import DataConfig, GateConfig, RunConfig, TrainConfig
+from mura.config import DataConfig, Settings
 from pipeline.eval_config import eval_config
-from pipeline.transform import IMAGE_SIZE
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
 
@@ -53,19 +53,20 @@ def ingestion(data_root: str, data: DataConfig, schema_file: str = SCHEMA_FILE) 
     return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate)
 
 
-def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfig, serving_root: str) -> list[BaseNode]:
+def training_components(ingested: Ingestion, settings: Settings) -> list[BaseNode]:
     """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, TFMA against
     the latest blessed model, MURA's study-level evaluation, and a push into TF Serving's folder layout of models
     both evaluations blessed."""
+    train, gate = settings.train, settings.gate
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
         schema=ingested.schema_importer.outputs["schema"],
-        preprocessing_fn="pipeline.transform.preprocessing_fn",
+        preprocessing_fn="components.modules.transform.preprocessing_fn",
         custom_config={IMAGE_SIZE: train.image_size},
     )
     transform.add_upstream_node(ingested.gate)
     trainer = tfx.components.Trainer(
-        run_fn="pipeline.trainer.run_fn",
+        run_fn="components.modules.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=ingested.schema_importer.outputs["schema"],
@@ -94,38 +95,33 @@ def training_components(ingested: Ingestion, train: TrainConfig, gate: GateConfi
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         study_blessing=study_evaluator.outputs["blessing"],
-        serving_root=serving_root,
-        model_name=gate.model_name,
+        serving_root=settings.run.serving,
+        model_name=settings.serving.model_name,
     )
     return [transform, trainer, baseline, evaluator, study_evaluator, pusher]
 
 
-def create_ingestion_pipeline(run: RunConfig, data: DataConfig) -> tfx.dsl.Pipeline:
+def create_ingestion_pipeline(settings: Settings) -> tfx.dsl.Pipeline:
     """Only ingestion and validation, for a new data drop; same name as the full pipeline, so they share a cache."""
-    return _pipeline(run, run.pipeline_name, ingestion(run.data_root, data).components)
+    return _pipeline(settings, ingestion(settings.run.data_root, settings.data).components)
 
 
 def create_pipeline(
-    run: RunConfig,
-    data: DataConfig,
-    train: TrainConfig,
-    gate: GateConfig | None = None,
-    local_metadata: bool = True,
-    schema_file: str = SCHEMA_FILE,
+    settings: Settings, local_metadata: bool = True, schema_file: str = SCHEMA_FILE
 ) -> tfx.dsl.Pipeline:
     """On Kubeflow: `local_metadata=False` (it brings its own ML Metadata) and the schema's path in the image."""
-    ingested = ingestion(run.data_root, data, schema_file)
-    components = ingested.components + training_components(ingested, train, gate or GateConfig(), run.serving)
-    return _pipeline(run, run.pipeline_name, components, local_metadata)
+    ingested = ingestion(settings.run.data_root, settings.data, schema_file)
+    return _pipeline(settings, ingested.components + training_components(ingested, settings), local_metadata)
 
 
-def _pipeline(run: RunConfig, name: str, components: list[BaseNode], local_metadata: bool = True) -> tfx.dsl.Pipeline:
+def _pipeline(settings: Settings, components: list[BaseNode], local_metadata: bool = True) -> tfx.dsl.Pipeline:
+    run = settings.run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(run.metadata) if local_metadata else None
     return tfx.dsl.Pipeline(
-        pipeline_name=name,
+        pipeline_name=run.pipeline_name,
         pipeline_root=run.pipeline_root,
         components=components,
         enable_cache=True,
         metadata_connection_config=metadata,
-        beam_pipeline_args=list(run.beam_pipeline_args),
+        beam_pipeline_args=list(run.beam_args),
     )

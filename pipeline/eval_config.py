@@ -10,10 +10,10 @@ import json
 
 import tensorflow_model_analysis as tfma
 
+from components.modules import kappa_metric
 from mura import features
 from mura.config import GateConfig, TrainConfig
 from mura.signatures import PROBABILITY, SERVING_EXAMPLES
-from pipeline import kappa_metric
 
 OVERALL = tfma.SlicingSpec()
 BY_BODY_PART = tfma.SlicingSpec(feature_keys=[features.BODY_PART])

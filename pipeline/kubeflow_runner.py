@@ -14,21 +14,19 @@ import tempfile
 import yaml
 from tfx import v1 as tfx
 
-from mura.config import DataConfig, KubeflowConfig
+from mura.config import KubeflowConfig, Settings
 from pipeline.definition import SCHEMA_FILE, create_pipeline
-from pipeline.environment import Settings
 
 TRAINER_EXECUTOR = "Trainer_executor"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU = "nvidia.com/gpu"
 
 
-def compile_spec(settings: Settings, kubeflow: KubeflowConfig) -> dict:
+def compile_spec(settings: Settings) -> dict:
     """The PipelineSpec as a dict, as TFX compiles it."""
+    kubeflow = settings.kubeflow
     schema = os.path.join(kubeflow.project_dir, os.path.relpath(SCHEMA_FILE, PROJECT_ROOT))
-    pipeline = create_pipeline(
-        settings.run, DataConfig(), settings.train, settings.gate, local_metadata=False, schema_file=schema
-    )
+    pipeline = create_pipeline(settings, local_metadata=False, schema_file=schema)
     with tempfile.TemporaryDirectory() as folder:
         runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
             config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=kubeflow.image),
@@ -65,9 +63,10 @@ def platform_spec(spec: dict, kubeflow: KubeflowConfig) -> dict:
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
-def compile_pipeline(output: str, settings: Settings, kubeflow: KubeflowConfig) -> str:
+def compile_pipeline(output: str, settings: Settings) -> str:
     """Writes the two-document YAML that KFP v2 (`kfp.Client().create_run_from_pipeline_package`) takes."""
-    spec = compile_spec(settings, kubeflow)
+    kubeflow = settings.kubeflow
+    spec = compile_spec(settings)
     spec["defaultPipelineRoot"] = settings.run.pipeline_root  # open-source KFP reads it here, not from a job
     _trainer_resources(spec, kubeflow)
     documents = [spec, platform_spec(spec, kubeflow)]

@@ -3,24 +3,19 @@
     tfx pipeline create --engine beam --pipeline_path pipeline/local_runner.py
     tfx run create --engine beam --pipeline_name mura
 
-Settings come from MURA_* environment variables (see pipeline/environment.py and the README).
+`tfx` runs this file with no arguments of its own: settings come from `MURA_*` environment variables and the
+settings file `MURA_SETTINGS` names (`mura settings` lists them; mura/settings.py says how they combine).
 """
-
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads: TFX 1.16 needs Keras 2
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as in pipeline/__init__.py: the Trainer's CPU kernels
 
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from mura.config import DataConfig
+import pipeline  # noqa: F401  (before TensorFlow loads: Keras 2 and the Trainer's oneDNN kernels)
+from mura.settings import load_settings
 from pipeline.definition import create_pipeline
-from pipeline.environment import settings
 
 
 def main() -> None:
-    chosen = settings()
-    BeamDagRunner().run(create_pipeline(chosen.run, DataConfig(), chosen.train, chosen.gate))
+    BeamDagRunner().run(create_pipeline(load_settings()))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from mura.signatures import IMAGES_INPUT, PROBABILITY, SERVING_DEFAULT
+from mura.config import ServingConfig
+from mura.signatures import ABNORMAL, IMAGES_INPUT, PROBABILITY, SERVING_DEFAULT, THRESHOLD
 
 T = TypeVar("T")
 
@@ -43,10 +44,18 @@ def _with_retries(call: Callable[[], T], retries: int, backoff: float, where: st
     raise AssertionError("unreachable")
 
 
+class Prediction(NamedTuple):
+    """The model's answer for one image: its probability of abnormal, and its verdict at the model's threshold."""
+
+    probability: float
+    abnormal: int
+    threshold: float
+
+
 @dataclass(frozen=True)
 class RestClient:
     url: str  # http://host:8501
-    model_name: str = "mura"
+    model_name: str = ServingConfig().model_name
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 0.5
@@ -73,13 +82,13 @@ class RestClient:
 
         return _with_retries(call, self.retries, self.backoff, self.url)
 
-    def predict(self, images: list[bytes]) -> list[float]:
+    def predict(self, images: list[bytes]) -> list[Prediction]:
         body = {
             "signature_name": SERVING_DEFAULT,
             "instances": [{"b64": base64.b64encode(image).decode()} for image in images],
         }
         predictions = self._request(f"/v1/models/{self.model_name}:predict", body)["predictions"]
-        return [float(p[PROBABILITY]) for p in predictions]
+        return [Prediction(float(p[PROBABILITY]), int(p[ABNORMAL]), float(p[THRESHOLD])) for p in predictions]
 
     def status(self) -> dict:
         return self._request(f"/v1/models/{self.model_name}")
@@ -99,7 +108,7 @@ class GrpcClient:
     def __init__(
         self,
         target: str,  # host:8500
-        model_name: str = "mura",
+        model_name: str = ServingConfig().model_name,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -125,7 +134,7 @@ class GrpcClient:
     def close(self) -> None:
         self._channel.close()
 
-    def predict(self, images: list[bytes]) -> list[float]:
+    def predict(self, images: list[bytes]) -> list[Prediction]:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
         request.model_spec.signature_name = SERVING_DEFAULT
@@ -146,4 +155,5 @@ class GrpcClient:
                 ) from None
 
         response = _with_retries(call, self.retries, self.backoff, self.target)
-        return [float(p) for p in tf.make_ndarray(response.outputs[PROBABILITY]).reshape(-1)]
+        columns = (tf.make_ndarray(response.outputs[name]).reshape(-1) for name in (PROBABILITY, ABNORMAL, THRESHOLD))
+        return [Prediction(float(p), int(a), float(t)) for p, a, t in zip(*columns, strict=True)]

@@ -10,12 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from mura.config import ServingConfig, TrainConfig  # mura first: it selects Keras 2 before TensorFlow loads
+from mura.config import ServingConfig
 from mura.layout import DATASET_DIR, labeled_studies_csv
+from mura.model_versions import versions
 from mura.study_metrics import study_verdict
 from serving.client import GrpcClient, RestClient
 from serving.server import start
-from serving.versions import versions
 
 
 def first_test_study(data_root: str) -> tuple[str, int, list[str]]:
@@ -43,12 +43,14 @@ def main() -> int:
         rest = RestClient(f"http://{config.host}:{server.rest_port}").predict(payload)
         with GrpcClient(f"{config.host}:{server.grpc_port}") as client:
             grpc = client.predict(payload)
-        threshold = TrainConfig().threshold
         print(f"\nServing version {server.store.current_version()} of {args.model_base_path}")
         print(f"Study {folder} (label: {'abnormal' if label else 'normal'}), {len(images)} images:")
         for path, over_rest, over_grpc in zip(images, rest, grpc, strict=True):
-            print(f"  {os.path.basename(path)}: probability {over_rest:.3f} over REST, {over_grpc:.3f} over gRPC")
-        mean, abnormal = study_verdict(rest, threshold)
+            print(
+                f"  {os.path.basename(path)}: probability {over_rest.probability:.3f} over REST, "
+                f"{over_grpc.probability:.3f} over gRPC"
+            )
+        mean, abnormal = study_verdict([p.probability for p in rest], rest[0].threshold)
         print(f"  study: mean probability {mean:.3f} -> {'abnormal' if abnormal else 'normal'}")
     finally:
         server.stop()

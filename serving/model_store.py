@@ -17,9 +17,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from mura.model_versions import versions
+from mura.signatures import WARMUP_FILE
 from serving.errors import not_found
-from serving.versions import versions
-from serving.warmup import WARMUP_FILE, read_warmup_requests
+from serving.warmup import read_warmup_requests
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
 """TensorFlow Serving's own configuration for this model, and the command that runs the real server.
 
-`models.config` and `batching.config` in this folder are what these functions write for the Kubernetes layout
-(`/models/mura`); `mura serve` writes its own copies pointing at the local model folder.
+`kubernetes/base/models.config` and `batching.config` are what these functions write for the Kubernetes layout
+(`/models/mura`, checked by a test); `mura serve` writes its own copies pointing at the local model folder.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 
 from google.protobuf import text_format
@@ -15,9 +14,6 @@ from tensorflow_serving.config import model_server_config_pb2
 from mura.config import ServingConfig
 
 BINARY = "tensorflow_model_server"
-HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS_CONFIG = os.path.join(HERE, "models.config")
-BATCHING_CONFIG = os.path.join(HERE, "batching.config")
 NUM_BATCH_THREADS = 2  # one per core of the machines this runs on
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mura.cli import main
+from cli.main import main
 from tests.trees import Tree
 
 MURA = str(Path(sys.executable).parent / "mura")

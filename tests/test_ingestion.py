@@ -13,13 +13,14 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from mura.cli import main
-from mura.config import DataConfig, RunConfig, TrainConfig
+from analysis.metadata import open_store
+from analysis.summaries import IngestionSummary, read_ingestion_summary
+from cli.main import main
+from mura.config import DataConfig, RunConfig, Settings
 from mura.quality import DataQualityError
 from mura.reader import read_mura
 from pipeline.definition import create_pipeline
-from pipeline.ingest import run_ingestion
-from pipeline.metadata import open_store
+from pipeline.run import run_ingestion
 from tests.trees import png_bytes
 
 FEATURES = {
@@ -94,19 +95,27 @@ def test_the_ingest_command_reports_a_cached_rerun(pipeline_run) -> None:
     assert sum(e.type.endswith("MuraExampleGen") for e in executions) == 2  # the second one a cache hit
 
 
+def ingest(settings: Settings) -> IngestionSummary:
+    run_ingestion(settings)
+    return read_ingestion_summary(settings.run.metadata)
+
+
 def corrupt(root: Path, count: int) -> list[str]:
-    """Keeps each PNG's header and cuts its pixel data: the reader accepts it, decoding fails."""
+    """Keeps each PNG's header and its IEND chunk and cuts the pixel data between them: the reader, which checks
+    only the ends, accepts it; decoding fails."""
     paths = sorted(root.rglob("train/*/*/*/*.png"))[:count]
     for path in paths:
-        path.write_bytes(path.read_bytes()[:60])
+        data = path.read_bytes()
+        path.write_bytes(data[:60] + data[-12:])
     return [str(p.relative_to(root)) for p in paths]
 
 
+@pytest.mark.e2e
 def test_corrupt_images_under_the_bound_are_rejected_and_the_run_goes_on(sample_root: Path, tmp_path: Path) -> None:
     shutil.copytree(sample_root, tmp_path / "data")
     [broken] = corrupt(tmp_path / "data", 1)
     run = RunConfig(data_root=str(tmp_path / "data"), pipeline_root=str(tmp_path / "run"))
-    summary = run_ingestion(run, DataConfig(max_rejected_fraction=0.05))
+    summary = ingest(Settings(run=run, data=DataConfig(max_rejected_fraction=0.05)))
     with open(summary.rejected_report) as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["path"], r["reason"]) for r in rows] == [(broken, "undecodable")]
@@ -118,6 +127,7 @@ def test_corrupt_images_under_the_bound_are_rejected_and_the_run_goes_on(sample_
     assert broken not in in_examples
 
 
+@pytest.mark.e2e
 def test_corrupt_images_above_the_bound_fail_the_run_naming_counts_bound_and_report(
     sample_root: Path, tmp_path: Path
 ) -> None:
@@ -131,6 +141,7 @@ def test_corrupt_images_above_the_bound_fail_the_run_naming_counts_bound_and_rep
         assert sorted(r["path"] for r in csv.DictReader(handle)) == sorted(broken)
 
 
+@pytest.mark.e2e
 def test_an_empty_split_fails_clearly(tmp_path: Path) -> None:
     from tests.trees import Tree
 
@@ -145,6 +156,7 @@ def test_an_empty_split_fails_clearly(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.e2e
 def test_schema_anomalies_stop_the_run_before_transform_naming_them(sample_root: Path, tmp_path: Path) -> None:
     shutil.copytree(sample_root, tmp_path / "data")
     for path in sorted((tmp_path / "data").rglob("*/*/*/*/image1.png"))[::4]:
@@ -153,7 +165,7 @@ def test_schema_anomalies_stop_the_run_before_transform_naming_them(sample_root:
     with pytest.raises(DataQualityError) as raised:
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-        BeamDagRunner().run(create_pipeline(run, DataConfig(), TrainConfig()))
+        BeamDagRunner().run(create_pipeline(Settings(run=run)))
     message = str(raised.value)
     assert "Data validation failed; Transform and Trainer will not run" in message
     assert "feature 'height'" in message and "feature 'width'" in message
@@ -163,11 +175,11 @@ def test_schema_anomalies_stop_the_run_before_transform_naming_them(sample_root:
     assert "DataValidationGate" in ran and not ran & {"Transform", "Trainer"}
 
 
+@pytest.mark.e2e
 def test_the_multi_processing_direct_runner_drops_no_record(sample_root: Path, tmp_path: Path) -> None:
     """Beam's DirectRunner on both cores (worker processes): every accepted image is in the TFRecords once."""
     args = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
-    run = RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path), beam_pipeline_args=args)
-    summary = run_ingestion(run, DataConfig())
+    summary = ingest(Settings(run=RunConfig(data_root=str(sample_root), pipeline_root=str(tmp_path), beam_args=args)))
     index = read_mura(sample_root, progress=False)
     for split in ("train", "eval", "test"):
         paths = [example["source_path"].decode() for example in read_split(summary.examples_uri, split)]

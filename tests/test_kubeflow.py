@@ -14,12 +14,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from mura.config import KubeflowConfig
 from pipeline.kubeflow_runner import GPU, TRAINER_EXECUTOR
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> tuple:
     """(PipelineSpec, its deployment config, the Kubernetes PlatformSpec), each as kfp's proto."""
     output = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
-    environment = {**os.environ, "MURA_DATA_ROOT": "gs://bucket/mura", "MURA_PIPELINE_ROOT": "gs://bucket/runs"}
+    environment = {**os.environ, "MURA_RUN_DATA_ROOT": "gs://bucket/mura", "MURA_RUN_PIPELINE_ROOT": "gs://bucket/runs"}
     mura = str(Path(sys.executable).parent / "mura")
     command = [mura, "kfp", "compile", "--output", str(output), "--gpus", "2", "--pvc", "mura-data"]
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)

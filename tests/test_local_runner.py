@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata import open_store
+from analysis.metadata import open_store
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNING, COMPLETE, CACHED = (
@@ -39,12 +41,12 @@ def environment(sample_root, tmp_path_factory) -> dict[str, str]:
         **os.environ,
         "HOME": str(home),  # where the tfx CLI keeps its pipeline registry
         "PATH": f"{venv_bin}:{os.environ['PATH']}",  # the CLI runs `pip freeze` from PATH
-        "MURA_DATA_ROOT": str(sample_root),
+        "MURA_RUN_DATA_ROOT": str(sample_root),
         "MURA_PROFILE": "smoke",
-        "MURA_PIPELINE_NAME": "mura-cli",
-        "MURA_PIPELINE_ROOT": str(home / "pipeline"),
-        "MURA_KAPPA_FLOOR": "-1",
-        "MURA_AUC_FLOOR": "0",
+        "MURA_RUN_PIPELINE_NAME": "mura-cli",
+        "MURA_RUN_PIPELINE_ROOT": str(home / "pipeline"),
+        "MURA_GATE_STUDY_KAPPA_FLOOR": "-1",
+        "MURA_GATE_AUC_FLOOR": "0",
     }
 
 
@@ -67,7 +69,7 @@ def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(en
     assert created.returncode == 0, created.stderr
     assert 'Pipeline "mura-cli" created successfully.' in created.stdout
 
-    metadata = Path(environment["MURA_PIPELINE_ROOT"]) / "metadata.sqlite"
+    metadata = Path(environment["MURA_RUN_PIPELINE_ROOT"]) / "metadata.sqlite"
     command = [
         str(Path(sys.executable).parent / "tfx"),
         "run",
@@ -89,7 +91,7 @@ def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(en
     first.wait(timeout=60)
     interrupted = states(metadata)
     assert COMPLETE in interrupted["Transform"] and COMPLETE not in interrupted["Trainer"]
-    assert not (Path(environment["MURA_PIPELINE_ROOT"]) / "serving").exists()
+    assert not (Path(environment["MURA_RUN_PIPELINE_ROOT"]) / "serving").exists()
 
     rerun = tfx(environment, "run", "create", "--engine", "beam", "--pipeline_name", "mura-cli", timeout=1500)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -98,6 +100,6 @@ def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(en
         assert after[finished] == [COMPLETE, CACHED], finished
     assert after["Trainer"][-1] == COMPLETE and after["Trainer"].count(COMPLETE) == 1
     assert after["VersionedPusher"] == [COMPLETE]
-    served = Path(environment["MURA_PIPELINE_ROOT"]) / "serving" / "mura"
+    served = Path(environment["MURA_RUN_PIPELINE_ROOT"]) / "serving" / "mura"
     assert sorted(os.listdir(served)) == ["1"]
     assert (served / "1" / "saved_model.pb").exists()

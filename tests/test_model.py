@@ -8,17 +8,18 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from components.modules.trainer import schedule
 from mura.config import PROFILES, TrainConfig
 from mura.devices import choose_placement
 from mura.model import BASE_NAME, BaseWeightsError, augmentation, build_model, set_phase
-from pipeline.trainer import schedule
 
 TINY = TrainConfig(image_size=32, base_weights="none", dense_units=8)
 
 
-def test_on_this_machine_the_placement_is_the_cpu_in_float32() -> None:
-    placement = choose_placement()
+def test_without_accelerators_the_placement_is_the_default_strategy_in_float32() -> None:
+    placement = choose_placement(accelerators=[])
     assert (placement.precision, placement.replicas) == ("float32", 1)
+    assert not isinstance(placement.strategy, tf.distribute.MirroredStrategy)
 
 
 def trainable_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 
+from analysis.metadata import completed_executions, open_store, outputs_of, property_value
+from analysis.tfma_results import failures, image_table
+from components.modules.kappa_metric import CohenKappa
 from components.study_evaluator import score_images
 from mura.layout import BODY_PARTS
-from pipeline.kappa_metric import CohenKappa
-from pipeline.metadata import completed_executions, open_store, outputs_of, property_value
-from pipeline.tfma_results import failures, image_table
 from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
 
 
@@ -89,15 +89,15 @@ def _rerun(pipeline_run, tmp_path: Path, train, gate):
     """The shared run's metadata and serving root copied aside, then run again with other settings."""
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-    from mura.config import DataConfig
     from pipeline.definition import create_pipeline
+    from tests.conftest import tiny_settings
 
     run, _ = pipeline_run
     root = tmp_path / "rerun"
     shutil.copytree(run.pipeline_root, root)
     rerun = dataclasses.replace(run, pipeline_root=str(root))
     before = _digest(root / "serving")
-    BeamDagRunner().run(create_pipeline(rerun, DataConfig(), train, gate))
+    BeamDagRunner().run(create_pipeline(tiny_settings(rerun, train=train, gate=gate)))
     return rerun, open_store(rerun.metadata), before
 
 

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from nbclient import NotebookClient
 from PIL import Image
 
+from analysis.curves import Counts, rebin_calibration, roc_points
+from analysis.report import MISREAD_KINDS, misread
+from analysis.run_outputs import find_run_outputs
+from cli.main import main
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
-from mura.cli import main
 from mura.config import TrainConfig, metadata_location
-from mura.curves import Counts, rebin_calibration, roc_points
 from mura.layout import BODY_PARTS
 from mura.study_metrics import ImagePrediction
-from pipeline.report import MISREAD_KINDS, misread
-from pipeline.run_outputs import find_run_outputs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +58,7 @@ def test_misreads_are_the_most_confident_mistakes_of_each_body_part() -> None:
 def test_gradcam_maps_cover_the_input_and_peak_at_one() -> None:
     import tensorflow as tf
 
-    from mura.gradcam import heatmaps
+    from analysis.gradcam import heatmaps
     from mura.model import build_model
 
     tf.keras.utils.set_random_seed(3)
@@ -120,7 +120,7 @@ def test_notebooks_run_headless_and_draw_their_figures(
         not cell.get("outputs") and not cell.get("execution_count") for cell in stored.cells if cell.cell_type == "code"
     )
     assert any("parameters" in cell.metadata.get("tags", []) for cell in stored.cells)
-    monkeypatch.setenv("MURA_PIPELINE_ROOT", pipeline_root)
+    monkeypatch.setenv("MURA_RUN_PIPELINE_ROOT", pipeline_root)
     NotebookClient(
         stored, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()

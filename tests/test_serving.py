@@ -29,12 +29,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mura.config import ServingConfig
+from components.push import push
+from mura.signatures import WARMUP_FILE
 from serving import tf_serving
 from serving.client import GrpcClient, RestClient, ServingClientError
-from serving.tf_serving import BATCHING_CONFIG, MODELS_CONFIG, batching_config, models_config
-from serving.versions import push
-from serving.warmup import WARMUP_FILE, read_warmup_requests
+from serving.warmup import read_warmup_requests
 
 MAX_PIXELS = 2_000_000  # the served process refuses larger images
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -278,11 +277,6 @@ def test_the_pushed_version_carries_warmup_requests_for_tf_serving(server) -> No
     assert len(inputs["images"]) == 2
 
 
-def test_the_config_files_are_what_the_project_writes() -> None:
-    assert Path(MODELS_CONFIG).read_text() == models_config("mura", "/models/mura")
-    assert Path(BATCHING_CONFIG).read_text() == batching_config(ServingConfig())
-
-
 def test_eight_clients_and_hundreds_of_requests_get_correct_answers(server) -> None:
     """Both transports at once, one image per request, so the server batches them."""
     expected = RestClient(server.url).predict(IMAGES)
@@ -319,7 +313,7 @@ def test_a_new_version_is_served_without_restart_and_no_request_fails_meanwhile(
     with client, ThreadPoolExecutor(2) as pool:
         for _ in range(2):
             pool.submit(keep_asking)
-        push(str(server.model_dir / "1"), str(server.model_dir))
+        push(str(server.model_dir / "1"), str(server.model_dir), "mura")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             states = server.http("GET", "/v1/models/mura")[1]["model_version_status"]

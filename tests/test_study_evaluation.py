@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from analysis.metadata import latest_execution, open_store, outputs_of, property_value
 from components.artifacts import StudyEvaluation
 from mura.layout import BODY_PARTS
-from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,8 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
 
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-    from mura.config import DataConfig
     from pipeline.definition import create_pipeline
-    from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
+    from tests.conftest import PERMISSIVE_GATE, tiny_settings
 
     run, _ = pipeline_run
     root = tmp_path / "rerun"
@@ -94,7 +93,7 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
 
     before = digest()
     gate = dataclasses.replace(PERMISSIVE_GATE, study_kappa_floor=1.01)
-    BeamDagRunner().run(create_pipeline(rerun, DataConfig(), TINY_TRAIN, gate))
+    BeamDagRunner().run(create_pipeline(tiny_settings(rerun, gate=gate)))
     store = open_store(rerun.metadata)
     blessing = outputs_of(store, latest_execution(store, "StudyEvaluator"))["ModelBlessing"]
     pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]

@@ -13,10 +13,10 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from PIL import Image
 
+from components.modules.trainer import label_counts
 from mura import features
 from mura.reader import read_mura
 from mura.signatures import SERVING_DEFAULT, SERVING_EXAMPLES
-from pipeline.trainer import label_counts
 from tests.conftest import TINY_TRAIN
 
 

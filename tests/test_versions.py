@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from serving.versions import push, served_version_of, versions
+from components.push import push
+from mura.model_versions import served_version_of, versions
+from mura.signatures import WARMUP_FILE
 
 
 def saved_model(tmp_path: Path, scale: float = 2.0, name: str = "model") -> str:
@@ -19,10 +21,11 @@ def saved_model(tmp_path: Path, scale: float = 2.0, name: str = "model") -> str:
 def test_pushes_get_increasing_integer_versions_and_leave_no_staging(tmp_path: Path) -> None:
     source, target = saved_model(tmp_path), str(tmp_path / "serving" / "mura")
     assert versions(target) == []
-    assert push(source, target) == 1
-    assert push(source, target) == 2
+    assert push(source, target, "mura") == 1
+    assert push(source, target, "mura") == 2
     assert versions(target) == [1, 2]
     assert sorted(os.listdir(target)) == ["1", "2"]
+    assert tf.io.gfile.exists(os.path.join(target, "2", WARMUP_FILE))
     loaded = tf.saved_model.load(os.path.join(target, "2"))
     assert float(loaded.f(tf.constant([3.0]))[0]) == 6.0
 
@@ -33,20 +36,20 @@ def test_leftovers_and_other_files_are_not_versions(tmp_path: Path) -> None:
     (target / ".pushing-4-abc").mkdir()
     (target / "notes.txt").write_text("x")
     assert versions(str(target)) == [3]
-    assert push(saved_model(tmp_path), str(target)) == 4
+    assert push(saved_model(tmp_path), str(target), "mura") == 4
 
 
 def test_pushing_something_that_is_not_a_saved_model_fails(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
-        push(str(tmp_path), str(tmp_path / "serving"))
+        push(str(tmp_path), str(tmp_path / "serving"), "mura")
 
 
 def test_a_model_already_served_is_found_by_its_fingerprint(tmp_path: Path) -> None:
     first, second = saved_model(tmp_path, 2.0, "first"), saved_model(tmp_path, 3.0, "second")
     target = str(tmp_path / "serving" / "mura")
     assert served_version_of(first, target) is None
-    push(first, target)
-    push(second, target)
+    push(first, target, "mura")
+    push(second, target, "mura")
     assert served_version_of(first, target) == 1
     assert served_version_of(second, target) == 2
     assert served_version_of(saved_model(tmp_path, 4.0, "third"), target) is None

@@ -7,9 +7,9 @@ import math
 
 import tensorflow_model_analysis as tfma
 
+from analysis.curves import Counts, SliceCurves, rebin_calibration, roc_points
+from components.modules.kappa_metric import NAME as KAPPA
 from mura import features
-from mura.curves import Counts, SliceCurves, rebin_calibration, roc_points
-from pipeline.kappa_metric import NAME as KAPPA
 
 OVERALL = "overall"
 # image_table's columns, (title, key), as the CLI and the report show them.

@@ -1,4 +1,5 @@
-"""Runs only the ingestion part of the pipeline locally, for a new data drop: is it fit to train on?"""
+"""What a user wants to know after a run, read from its ML Metadata: the ingestion's counts, anomalies and drift;
+the study-level and TFMA tables; and where the model went, or why it did not."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import os
 from dataclasses import dataclass, field
 
 import tensorflow as tf
-from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+from analysis.metadata import latest_execution, open_store, outputs_of, property_value
+from analysis.run_outputs import find_run_outputs
+from analysis.tfma_results import failures, image_table
 from components.artifacts import DataValidationReport, RejectedImages
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
-from mura.config import DataConfig, RunConfig
+from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
 from mura.splits import PIPELINE_SPLITS
-from pipeline.definition import create_ingestion_pipeline
-from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
 
 
 @dataclass
@@ -27,12 +28,6 @@ class IngestionSummary:
     rejected_report: str
     anomalies: dict[str, list[str]] = field(default_factory=dict)
     drift: list[dict[str, object]] = field(default_factory=list)
-
-
-def run_ingestion(run: RunConfig, data: DataConfig) -> IngestionSummary:
-    """Raises DataQualityError (too many rejected, empty split, anomalies) or MuraLayoutError (not MURA)."""
-    BeamDagRunner().run(create_ingestion_pipeline(run, data))
-    return read_ingestion_summary(run.metadata)
 
 
 def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
@@ -57,3 +52,35 @@ def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
             content = json.load(handle)
         summary.anomalies, summary.drift = content["anomalies"], content["drift"]
     return summary
+
+
+@dataclass
+class PipelineSummary:
+    table: list[dict[str, object]]  # study level: one row per body part, then "overall"
+    kappa_floor: float
+    blessed: bool  # by the study-level kappa floor
+    image_table: list[dict[str, object]]  # TFMA, image level: one row per body part, then "overall"
+    tfma_failures: list[str]  # TFMA's failed thresholds; empty when it blessed the model
+    pushed_to: str  # empty when not pushed
+    metrics_dir: str
+    evaluation_dir: str  # TFMA's output, for notebooks
+
+    @property
+    def official_predictions(self) -> str:
+        return os.path.join(self.metrics_dir, PREDICTIONS_CSV)
+
+
+def read_pipeline_summary(metadata_path: str) -> PipelineSummary:
+    outputs = find_run_outputs(metadata_path).require("evaluation", "study_evaluation", "pushed_model")
+    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
+        report = json.load(handle)
+    return PipelineSummary(
+        table=report["rows"],
+        kappa_floor=report["kappa_floor"],
+        blessed=report["blessed"],
+        image_table=image_table(outputs.evaluation),
+        tfma_failures=failures(outputs.evaluation),
+        pushed_to=outputs.pushed_to,
+        metrics_dir=outputs.study_evaluation,
+        evaluation_dir=outputs.evaluation,
+    )

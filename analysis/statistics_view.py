@@ -13,8 +13,8 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from analysis.summaries import read_ingestion_summary
 from components.data_validation_gate import ANOMALIES_FILE, describe_anomalies
-from pipeline.ingest import read_ingestion_summary
 
 SPLITS = ("train", "eval", "test")
 STATISTICS_FILE = "FeatureStats.pb"  # StatisticsGen's file per split

@@ -22,6 +22,7 @@ from mura.signatures import (
     PROBABILITY,
     SERVING_DEFAULT,
     SERVING_EXAMPLES,
+    THRESHOLD,
 )
 
 
@@ -131,7 +132,11 @@ def serving_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, co
             fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
         )
         probability = tf.reshape(model({features.PIXELS: pixels}, training=False), [-1])
-        return {PROBABILITY: probability, ABNORMAL: tf.cast(probability > config.threshold, tf.int64)}
+        return {
+            PROBABILITY: probability,
+            ABNORMAL: tf.cast(probability > config.threshold, tf.int64),
+            THRESHOLD: tf.fill(tf.shape(probability), tf.constant(config.threshold, tf.float32)),
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:

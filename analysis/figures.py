@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from mura.curves import SliceCurves
+from analysis.curves import SliceCurves
 
 OVERALL = "overall"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from analysis.metadata import latest_execution, open_store, outputs_of, property_value
 from components.artifacts import DataValidationReport, StudyEvaluation
-from pipeline.metadata import latest_execution, open_store, outputs_of, property_value
 
 # field -> (component, output artifact type): the latest completed execution of each component is read.
 _SOURCES = {

@@ -18,10 +18,8 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
-from mura import features
-from mura.curves import SliceCurves
-from mura.figures import (
+from analysis.curves import SliceCurves
+from analysis.figures import (
     Case,
     cases_figure,
     confusion_figure,
@@ -29,11 +27,13 @@ from mura.figures import (
     roc_figure,
     study_metrics_chart,
 )
-from mura.gradcam import heatmaps, load_model
+from analysis.gradcam import heatmaps, load_model
+from analysis.run_outputs import RunOutputs
+from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
+from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
+from mura import features
 from mura.image_ops import decode_batch_to_square
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
-from pipeline.run_outputs import RunOutputs
-from pipeline.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
 
 THUMBNAIL_SIDE = 256
 MISREAD_KINDS = ("false negatives", "false positives")

@@ -1,0 +1,130 @@
+"""Pipeline commands: run it, read what a run produced (tables, report), and show the settings a run would use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from tabulate import tabulate
+
+from cli.options import quiet_tensorflow, with_settings
+from mura.config import Settings
+from mura.quality import DataQualityError
+from mura.reader import MuraLayoutError
+from mura.settings import format_value, setting_fields
+
+if TYPE_CHECKING:
+    from analysis.summaries import PipelineSummary
+
+
+@click.group()
+def pipeline() -> None:
+    """Run the whole TFX pipeline: ingestion, validation, Transform, Trainer, study evaluation, push."""
+
+
+@pipeline.command("run")
+@click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs (training progress among them).")
+@with_settings(
+    ("run.data_root", "--data-root"),
+    ("run.pipeline_root", "--pipeline-root"),
+    ("run.serving_root", "--serving-root"),
+    ("serving.model_name", "--model-name"),
+    ("gate.study_kappa_floor", "--kappa-floor"),
+    ("gate.auc_floor", "--auc-floor"),
+    ("gate.body_part_auc_floor", "--body-part-auc-floor"),
+    ("gate.auc_min_change", "--auc-min-change"),
+    ("run.beam_args", "--beam-arg"),
+)
+def pipeline_run(verbose: bool, settings: Settings) -> None:
+    """Run ExampleGen -> validation -> Transform -> Trainer -> TFMA and study evaluation -> push, locally with Beam.
+
+    A model is pushed only when TFMA's thresholds (AUC floors, and no worse than the latest blessed model) and
+    the study-level kappa floor all pass. Prints TFMA's image-level table, MURA's study-level table (kappa and
+    AUROC per body part, with the paper's values beside them), and where the model went, or why it did not.
+    """
+    quiet_tensorflow(verbose)
+    from analysis.summaries import read_pipeline_summary
+    from pipeline.run import run_pipeline
+
+    run = settings.run
+    click.echo(
+        f"Running the pipeline on {run.data_root} with the {settings.profile} profile (Beam, {run.pipeline_root})"
+    )
+    try:
+        run_pipeline(settings)
+    except (DataQualityError, MuraLayoutError) as error:
+        raise click.ClickException(str(error)) from None
+    _print_results(read_pipeline_summary(run.metadata))
+
+
+def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
+    return tabulate(
+        [[row[key] for _, key in columns] for row in rows],
+        headers=[title for title, _ in columns],
+        floatfmt=".3f",
+        missingval="-",
+    )
+
+
+def _print_results(summary: PipelineSummary) -> None:
+    from analysis.tfma_results import IMAGE_COLUMNS
+    from mura.study_metrics import STUDY_COLUMNS
+
+    click.echo("\nImage-level results on the test split (TFMA):\n")
+    click.echo(_table(summary.image_table, IMAGE_COLUMNS))
+    click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
+    click.echo(_table(summary.table, STUDY_COLUMNS))
+    click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
+    click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
+    overall = summary.table[-1]["kappa"]
+    if summary.pushed_to:
+        click.echo(
+            f"Pushed to {summary.pushed_to} (TFMA blessed it; overall study kappa {overall:.3f} > floor "
+            f"{summary.kappa_floor})."
+        )
+        return
+    click.echo("Not pushed:")
+    for failure in summary.tfma_failures:
+        click.echo(f"  TFMA: {failure}")
+    if not summary.blessed:
+        click.echo(f"  overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}")
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Folder for index.html and its PNG figures.",
+)
+@click.option(
+    "--cases", type=click.IntRange(0), default=2, show_default=True, help="Worst misreads shown per body part and kind."
+)
+@with_settings(("run.pipeline_root", "--pipeline-root"), ("run.metadata_path", "--metadata-path"), profile=False)
+def report(out: Path, cases: int, settings: Settings) -> None:
+    """Write a static HTML report of the latest run: study-level kappa and AUROC per body part beside the MURA
+    paper, ROC curves, reliability diagram and confusion matrices per body part (TFMA), the gate's verdict, and
+    the worst false negatives and false positives per body part with Grad-CAM heatmaps from the pushed model.
+    """
+    quiet_tensorflow(verbose=False)
+    from analysis.report import write_report
+    from analysis.run_outputs import find_run_outputs
+
+    try:
+        page = write_report(find_run_outputs(settings.run.metadata), out, cases)
+    except (LookupError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Report written to {page} (open it in a browser; the figures are PNG files beside it).")
+
+
+@click.command("settings")
+@with_settings()
+def settings(settings: Settings) -> None:
+    """List every setting: its value (after the profile, settings files, MURA_* variables and --set), its
+    environment variable and what it means."""
+    rows = [[f.key, format_value(f.default), f.variable, f.help] for f in setting_fields(settings)]
+    click.echo(f"Profile: {settings.profile} (--profile, MURA_PROFILE, or `profile = ...` in a settings file)\n")
+    click.echo(tabulate(rows, headers=["setting", "value", "environment variable", "meaning"]))

@@ -1,0 +1,148 @@
+"""Serving commands: serve pushed models over TF Serving's API, and ask a running server about images."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from cli.options import quiet_tensorflow, with_settings
+from mura.config import ServingConfig, Settings
+from mura.filesystem import absolute
+
+
+@click.command()
+@click.option(
+    "--model-base-path",
+    help="The folder of integer versions the pipeline pushes to. [default: <run.serving_root>/<serving.model_name>]",
+)
+@click.option(
+    "--server",
+    type=click.Choice(["auto", "tf-serving", "local"]),
+    default="auto",
+    show_default=True,
+    help="auto: TensorFlow Serving when tensorflow_model_server is on PATH, else the project's server.",
+)
+@click.option("--verbose", is_flag=True, help="Log every request and TensorFlow's messages.")
+@with_settings(
+    ("run.pipeline_root", "--pipeline-root"),
+    ("serving.model_name", "--model-name"),
+    ("serving.grpc_port", "--port"),
+    ("serving.rest_port", "--rest-api-port"),
+    ("serving.host", "--host"),
+    ("serving.max_batch_size", "--max-batch-size"),
+    ("serving.batch_timeout_micros", "--batch-timeout-micros"),
+    ("serving.poll_seconds", "--poll-seconds"),
+    ("serving.max_image_pixels", "--max-image-pixels"),
+    ("serving.max_request_bytes", "--max-request-bytes"),
+    profile=False,
+)
+def serve(model_base_path: str | None, server: str, verbose: bool, settings: Settings) -> None:
+    """Serve the newest pushed model over TF Serving's gRPC and REST API.
+
+    Production runs TensorFlow Serving itself. Where its binary is missing (no Docker, no APT repository), the
+    project's own server implements the same API (PredictionService, ModelService, /v1/models/...) over the same
+    folder: it serves the newest version, picks up new pushes without a restart, and batches concurrent requests.
+    """
+    from serving import tf_serving
+
+    config = settings.serving
+    model_base_path = absolute(model_base_path or os.path.join(settings.run.serving, config.model_name))
+    binary = tf_serving.installed()
+    if server == "tf-serving" and binary is None:
+        raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")
+    if server != "local" and binary is not None:
+        _exec_tf_serving(binary, model_base_path, config)
+    _serve_locally(model_base_path, config, verbose)
+
+
+def _exec_tf_serving(binary: str, model_base_path: str, config: ServingConfig) -> None:
+    import tempfile
+
+    from serving import tf_serving
+
+    folder = tempfile.mkdtemp(prefix="mura-serving-")
+    models, batching = os.path.join(folder, "models.config"), os.path.join(folder, "batching.config")
+    Path(models).write_text(tf_serving.models_config(config.model_name, model_base_path))
+    Path(batching).write_text(tf_serving.batching_config(config))
+    command = tf_serving.command(binary, config, models, batching)
+    click.echo(f"TensorFlow Serving ({binary}): {' '.join(command[1:])}")
+    os.execv(binary, command)
+
+
+def _serve_locally(model_base_path: str, config: ServingConfig, verbose: bool) -> None:
+    import signal
+    import threading
+
+    quiet_tensorflow(verbose)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    from serving.server import start
+
+    click.echo(
+        "TensorFlow Serving is not installed here: serving with the project's server, which implements TF "
+        "Serving's gRPC and REST API (production uses TensorFlow Serving itself)."
+    )
+    try:
+        running = start(model_base_path, config)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {config.host}: {error}") from None
+    served = running.store.current_version()
+    state = f"version {served}" if served else "no version yet (waiting for a push)"
+    click.echo(f"Model '{config.model_name}' from {model_base_path}: {state}")
+    click.echo(f"gRPC  {config.host}:{running.grpc_port}")
+    click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{config.model_name}", nl=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    running.stop()
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", help="REST endpoint. [default: http://<serving.host>:<serving.rest_port>]")
+@click.option("--grpc", "grpc_target", help="gRPC endpoint host:port; used instead of --url when given.")
+@click.option("--study", is_flag=True, help="The images are one study: also print its mean and MURA's verdict.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per attempt.")
+@click.option(
+    "--retries", type=click.IntRange(0), default=3, show_default=True, help="While the server is unavailable."
+)
+@with_settings(("serving.model_name", "--model-name"), profile=False)
+def predict(
+    images: tuple[Path, ...],
+    url: str | None,
+    grpc_target: str | None,
+    study: bool,
+    timeout: float,
+    retries: int,
+    settings: Settings,
+) -> None:
+    """Ask a running server (TF Serving or `mura serve`) for each image's probability of abnormal, and the
+    model's verdict at the threshold it was exported with."""
+    quiet_tensorflow(verbose=False)
+    from mura.study_metrics import study_verdict
+    from serving.client import GrpcClient, RestClient, ServingClientError
+
+    config = settings.serving
+    payload = [path.read_bytes() for path in images]
+    try:
+        if grpc_target:
+            with GrpcClient(grpc_target, config.model_name, timeout, retries) as client:
+                answers = client.predict(payload)
+        else:
+            url = url or f"http://{config.host}:{config.rest_port}"
+            answers = RestClient(url, config.model_name, timeout, retries).predict(payload)
+    except ServingClientError as error:
+        raise click.ClickException(str(error)) from None
+    verdict = {0: "normal", 1: "abnormal"}
+    rows = [[str(p), a.probability, verdict[a.abnormal]] for p, a in zip(images, answers, strict=True)]
+    click.echo(tabulate(rows, headers=["image", "probability", "verdict"], floatfmt=".3f"))
+    if study:
+        mean, abnormal = study_verdict([a.probability for a in answers], answers[0].threshold)
+        click.echo(
+            f"\nStudy of {len(images)} images: mean probability {mean:.3f} -> {verdict[abnormal]} "
+            f"(the model's threshold: {answers[0].threshold:g})"
+        )
