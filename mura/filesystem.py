@@ -12,6 +12,8 @@ from typing import BinaryIO, Protocol
 
 
 class FileSystem(Protocol):
+    errors: tuple[type[Exception], ...]  # what reading a file may raise: the reader turns these into rejections
+
     def isdir(self, path: str) -> bool: ...
     def isfile(self, path: str) -> bool: ...
     def open(self, path: str) -> BinaryIO: ...
@@ -21,6 +23,8 @@ class FileSystem(Protocol):
 
 
 class LocalFileSystem:
+    errors = (OSError,)
+
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
@@ -41,6 +45,7 @@ class TensorFlowFileSystem:
         import tensorflow as tf
 
         self._gfile = tf.io.gfile
+        self.errors = (OSError, tf.errors.OpError)
 
     def isdir(self, path: str) -> bool:
         return self._gfile.isdir(path)

@@ -193,9 +193,14 @@ class _CsvRow:
 
 
 def _csv_rows(fs: FileSystem, path: str) -> Iterator[_CsvRow]:
-    with fs.open(path) as handle:
-        for number, (start, length) in enumerate(_lines(handle), start=1):
-            yield _parse_line(number, start, length)
+    """The rows of one CSV; a CSV that cannot be read at all means the root is not usable (a clear error, no
+    traceback), where an image that cannot be read is one rejected row."""
+    try:
+        with fs.open(path) as handle:
+            rows = [_parse_line(number, start, length) for number, (start, length) in enumerate(_lines(handle), 1)]
+    except fs.errors as error:
+        raise MuraLayoutError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    yield from rows
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
@@ -384,8 +389,8 @@ class _Reader:
                 return header
         except ImageHeaderError as error:
             raise _Rejected(error.reason, str(error), part) from None
-        except OSError as error:
-            raise _Rejected("unreadable", error.strerror or str(error), part) from None
+        except self.fs.errors as error:
+            raise _Rejected("unreadable", getattr(error, "strerror", None) or str(error), part) from None
 
     def reject_studies_without_images(self) -> None:
         for folder, (csv_file, line, raw, part) in self.study_rows.items():

@@ -4,27 +4,25 @@ show the commands a user runs next. Uses the project's server in this process (T
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from mura.config import ServingConfig
-from mura.layout import DATASET_DIR, labeled_studies_csv
 from mura.model_versions import versions
+from mura.reader import read_mura
 from mura.study_metrics import study_verdict
 from serving.client import GrpcClient, RestClient
 from serving.server import start
 
 
 def first_test_study(data_root: str) -> tuple[str, int, list[str]]:
-    """(study folder, label, image paths) of the first study of MURA's `valid` split."""
-    with open(os.path.join(data_root, DATASET_DIR, labeled_studies_csv("valid"))) as handle:
-        study, label = next(csv.reader(handle))
-    folder = os.path.join(data_root, DATASET_DIR, study.split(f"{DATASET_DIR}/", 1)[1])
-    images = sorted(os.path.join(folder, name) for name in os.listdir(folder) if not name.startswith("."))
-    return folder, int(label), images
+    """(study, label, image paths) of the first study of the test split, as the reader accepted it."""
+    images = [record for record in read_mura(data_root, progress=False).images if record.split == "test"]
+    first = min(images, key=lambda record: (record.study_id, record.image_index)).study_id
+    study = sorted((r for r in images if r.study_id == first), key=lambda record: record.image_index)
+    return first, study[0].label, [record.path for record in study]
 
 
 def main() -> int:
