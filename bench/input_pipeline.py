@@ -2,12 +2,12 @@
 against the seed's loader, Keras' ImageDataGenerator.flow_from_dataframe with the same augmentations and image
 size on the same synthetic PNGs, and against the raw limit, decoding the same PNGs on every core.
 
-The Trainer's pipeline is `components.modules.trainer.make_dataset` over TFRecords in Transform's output format (gzipped
-tf.Examples of serialized uint8 pixels, one file per split as the DirectRunner writes it), written here with the
-project's decoder (`mura.image_ops.decode_to_square`) rather than a Beam run of Transform; augmentation is the
-model's own layers (`mura.model.augmentation`) at the seed's strengths, which the full profile keeps (the demo
-profile trains with flips only), mapped over each batch. Measured at the demo and full profiles' image sizes and
-batch sizes.
+The Trainer's pipeline is `components.modules.trainer.make_dataset`, reading through TFX's own reader (the
+Trainer's `tf_dataset_factory`), over TFRecords in Transform's output format (gzipped tf.Examples of serialized
+uint8 pixels, one file per split as the DirectRunner writes it), written here with the project's decoder
+(`mura.image_ops.decode_to_square`) rather than a Beam run of Transform; augmentation is the model's own layers
+(`mura.model.augmentation`) at the seed's strengths, which the full profile keeps (the demo profile trains with
+flips only), mapped over each batch. Measured at the demo and full profiles' image sizes and batch sizes.
 """
 
 from __future__ import annotations
@@ -74,6 +74,30 @@ def write_transformed(files: list[Path], images: list[bytes], size: int, path: P
             writer.write(example.SerializeToString())
 
 
+def trainer_reader():
+    """The Trainer's `fn_args.data_accessor.tf_dataset_factory` for tf.Example TFRecords, and the schema of the
+    features `write_transformed` writes, as Transform's output schema describes them."""
+    import tensorflow as tf
+    from tensorflow_transform.tf_metadata import schema_utils
+    from tfx.components.util import examples_utils, tfxio_utils
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts
+
+    from mura import features
+
+    examples = standard_artifacts.Examples()
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], ["bench"])
+    schema = schema_utils.schema_from_feature_spec(
+        {
+            features.PIXELS: tf.io.FixedLenFeature([], tf.string),
+            features.LABEL: tf.io.FixedLenFeature([], tf.int64),
+            features.BODY_PART: tf.io.FixedLenFeature([], tf.string),
+        }
+    )
+    return factory, schema
+
+
 def trainer_pipeline_rate(records: Path, files: list[Path], config: TrainConfig, augment, seconds: float) -> float:
     """Images/s of make_dataset (training mode: shuffled, repeated), with `augment` (a Keras layer, or None for
     the pipeline alone) mapped over each batch."""
@@ -84,7 +108,9 @@ def trainer_pipeline_rate(records: Path, files: list[Path], config: TrainConfig,
     from mura.class_weights import class_weights
 
     weights = class_weights(Counter(labels_of(files)), config.class_weights)
-    dataset = make_dataset([str(records)], config, weights, config.batch_size, training=True).repeat()
+    factory, schema = trainer_reader()
+    dataset = make_dataset(factory, [str(records)], schema, config, weights, config.batch_size, training=True)
+    dataset = dataset.repeat()
     if augment is not None:
 
         def augmented(x: dict[str, tf.Tensor], y: tf.Tensor, w: tf.Tensor):
@@ -156,8 +182,9 @@ def run(workdir: Path, quick: bool) -> report.Section:
         title="Input pipeline: the Trainer's tf.data against the seed's loader and the decode limit",
         setup=(
             f"{len(files):,} synthetic train images (PNG, longest side at most {MAX_SIDE} px). "
-            "The Trainer's pipeline: `make_dataset` in training mode (parallel reads and parsing, shuffle, "
-            "batch, prefetch) plus the model's augmentation layers at the seed's strengths mapped over each "
+            "The Trainer's pipeline: `make_dataset` in training mode (TFX's `tf_dataset_factory`: read, shuffle, "
+            "batch, parse; then each batch's pixels parsed and sample weights looked up in parallel, prefetch) "
+            "plus the model's augmentation layers at the seed's strengths mapped over each "
             f"batch, timed for {PIPELINE_SECONDS:g} s; also without augmentation, and with one augmentation layer "
             "at a time. The seed's loader: `ImageDataGenerator.flow_from_dataframe` (flip, "
             f"{strengths.rotation * 360:g} degree rotation, {strengths.zoom:g} zoom, brightness "

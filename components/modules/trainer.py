@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+from tfx_bsl.tfxio.tensor_representation_util import ProjectTensorRepresentationsInSchema
 
 from mura import features
 from mura.class_weights import class_weights, parse_label_counts
@@ -25,23 +29,38 @@ from mura.signatures import (
     THRESHOLD,
 )
 
+# What the Trainer reads of Transform's output; study_id and source_path are for the evaluators.
+TRAINER_FEATURES = (features.PIXELS, features.LABEL, features.BODY_PART)
+# fn_args.data_accessor.tf_dataset_factory: (file patterns, options, schema) -> batches of parsed features.
+DatasetFactory = Callable[[list[str], tfxio.TensorFlowDatasetOptions, schema_pb2.Schema], tf.data.Dataset]
+
 
 def label_counts(tft_output: tft.TFTransformOutput) -> dict[tuple[str, int], int]:
-    path = tft_output.vocabulary_file_by_name(features.LABEL_COUNTS_VOCABULARY)
-    with tf.io.gfile.GFile(path) as handle:
-        return parse_label_counts(handle.read().splitlines())
+    lines = tft_output.vocabulary_by_name(features.LABEL_COUNTS_VOCABULARY)
+    return parse_label_counts([line.decode() for line in lines])
+
+
+def parse_pixels(serialized: tf.Tensor, size: int) -> tf.Tensor:
+    """A batch of Transform's serialized pixels -> uint8 [batch, size, size, 1]."""
+    return tf.map_fn(
+        lambda one: tf.ensure_shape(tf.io.parse_tensor(one, tf.uint8), [size, size, 1]),
+        tf.reshape(serialized, [-1]),
+        fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
+    )
 
 
 def make_dataset(
+    dataset_factory: DatasetFactory,
     file_patterns: list[str],
+    schema: schema_pb2.Schema,
     config: TrainConfig,
     weights: dict[tuple[str, int], float],
     batch_size: int,
     training: bool,
 ) -> tf.data.Dataset:
-    """(pixels, label, sample weight) batches: parallel reads and parsing, shuffled in training, prefetched."""
-    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
-    size = config.image_size
+    """(pixels, label, sample weight) batches through TFX's reader (`fn_args.data_accessor.tf_dataset_factory`):
+    Transform's schema parses the features, shuffled and repeated in training; then each batch's serialized
+    pixels are parsed and its sample weights looked up, in parallel, prefetched."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant([f"{part}:{label}" for part, label in weights]),
@@ -49,27 +68,23 @@ def make_dataset(
         ),
         default_value=1.0,
     )
-    spec = {
-        features.PIXELS: tf.io.FixedLenFeature([], tf.string),
-        features.LABEL: tf.io.FixedLenFeature([], tf.int64),
-        features.BODY_PART: tf.io.FixedLenFeature([], tf.string),
-    }
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        num_epochs=None if training and config.steps_per_epoch else 1,
+        shuffle=training,
+        shuffle_buffer_size=config.shuffle_buffer,
+        label_key=features.LABEL,
+    )
+    dataset = dataset_factory(file_patterns, options, ProjectTensorRepresentationsInSchema(schema, TRAINER_FEATURES))
 
-    def parse(record: tf.Tensor):
-        example = tf.io.parse_single_example(record, spec)
-        pixels = tf.io.parse_tensor(example[features.PIXELS], tf.uint8)
-        pixels = tf.ensure_shape(pixels, [size, size, 1])
-        label = example[features.LABEL]
-        key = tf.strings.join([example[features.BODY_PART], tf.strings.as_string(label)], separator=":")
-        return {features.PIXELS: pixels}, tf.cast(label, tf.float32)[tf.newaxis], table.lookup(key)
+    def finish(batch: dict[str, tf.Tensor], label: tf.Tensor):
+        label = tf.reshape(label, [-1])
+        key = tf.strings.join([tf.reshape(batch[features.BODY_PART], [-1]), tf.strings.as_string(label)], separator=":")
+        pixels = parse_pixels(batch[features.PIXELS], config.image_size)
+        return {features.PIXELS: pixels}, tf.cast(label, tf.float32)[:, tf.newaxis], table.lookup(key)
 
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    if training:
-        dataset = dataset.shuffle(config.shuffle_buffer, reshuffle_each_iteration=True)
-        if config.steps_per_epoch:
-            dataset = dataset.repeat()
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    return dataset.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def schedule(config: TrainConfig) -> list[tuple[str, int, float]]:
@@ -122,15 +137,10 @@ def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_di
 def serving_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, config: TrainConfig) -> dict:
     """Both signatures run the Transform graph (`tft_layer`) on raw input: serving preprocessing is training's."""
     model.tft_layer = tft_output.transform_features_layer()
-    size = config.image_size
 
     def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
         transformed = model.tft_layer({features.IMAGE: tf.reshape(images, [-1, 1])})
-        pixels = tf.map_fn(
-            lambda serialized: tf.ensure_shape(tf.io.parse_tensor(serialized, tf.uint8), [size, size, 1]),
-            transformed[features.PIXELS],
-            fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
-        )
+        pixels = parse_pixels(transformed[features.PIXELS], config.image_size)
         probability = tf.reshape(model({features.PIXELS: pixels}, training=False), [-1])
         return {
             PROBABILITY: probability,
@@ -159,8 +169,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     placement = choose_placement()
     keras.mixed_precision.set_global_policy(placement.precision)
     batch_size = config.batch_size  # global: MirroredStrategy splits it across replicas
-    train_data = make_dataset(fn_args.train_files, config, weights, batch_size, training=True)
-    eval_data = make_dataset(fn_args.eval_files, config, weights, batch_size, training=False)
+    schema = tft_output.transformed_metadata.schema
+    factory = fn_args.data_accessor.tf_dataset_factory
+    train_data = make_dataset(factory, fn_args.train_files, schema, config, weights, batch_size, training=True)
+    eval_data = make_dataset(factory, fn_args.eval_files, schema, config, weights, batch_size, training=False)
     with placement.strategy.scope():
         model = build_model(config)
     train(model, config, train_data, eval_data, fn_args.model_run_dir)
