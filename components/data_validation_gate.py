@@ -12,6 +12,7 @@ import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.components.example_validator import executor as example_validator
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -20,11 +21,11 @@ from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Sc
 from tfx.utils import io_utils
 
 from components.artifacts import DataValidationReport
-from components.report_files import failure_report_path, write_text
+from components.report_files import failure_report_path
 from mura.quality import DataQualityError
 
 REPORT_FILE = "report.json"
-ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's file per split
+ANOMALIES_FILE = example_validator.DEFAULT_FILE_NAME  # ExampleValidator's file per split (SchemaDiff.pb)
 DRIFT_BASELINE, DRIFT_TARGET = "train", "test"
 
 
@@ -96,7 +97,7 @@ def DataValidationGate(
     report_path = os.path.join(report.uri, REPORT_FILE)
     if failures:
         report_path = failure_report_path(report.uri, REPORT_FILE)
-    write_text(report_path, content)
+    io_utils.write_string_file(report_path, content)
     if failures:
         raise DataQualityError(
             "Data validation failed; Transform and Trainer will not run.\n  "

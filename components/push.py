@@ -26,15 +26,13 @@ def warmup_images() -> list[bytes]:
 
 def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
     """Requests TF Serving replays when a version loads, so the first client does not pay for graph tracing."""
-    path = os.path.join(saved_model_dir, WARMUP_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
     request = predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SERVING_DEFAULT)
     )
     request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(warmup_images(), dtype=tf.string))
     log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-    with tf.io.TFRecordWriter(path) as writer:
-        writer.write(log.SerializeToString())
+    path = os.path.join(saved_model_dir, WARMUP_FILE)  # = TFX's path_utils.warmup_file_path; serving reads WARMUP_FILE
+    io_utils.write_tfrecord_file(path, log)
     return path
 
 

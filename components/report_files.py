@@ -1,4 +1,4 @@
-"""Writing a component's report files, and where such a report survives a failed run.
+"""Where a component's report survives a failed run.
 
 TFX deletes a failed execution's output folders, which would take away the very report that says why it
 failed. Such reports are written beside them instead: <pipeline root>/<component>/failed/<execution>/<file>.
@@ -6,16 +6,8 @@ failed. Such reports are written beside them instead: <pipeline root>/<component
 
 import os
 
-import tensorflow as tf
-
 
 def failure_report_path(artifact_uri: str, filename: str) -> str:
     execution = os.path.basename(artifact_uri.rstrip("/"))
     component_dir = os.path.dirname(os.path.dirname(artifact_uri.rstrip("/")))
     return os.path.join(component_dir, "failed", execution, filename)
-
-
-def write_text(path: str, text: str) -> None:
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(text)

@@ -14,10 +14,11 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
+from tfx.utils import io_utils, path_utils
 
 from components.artifacts import StudyEvaluation
-from components.report_files import write_text
 from mura import features
 from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES
 from mura.study_metrics import (
@@ -82,36 +83,28 @@ def StudyEvaluator(
     batch_size: Parameter[int] = 64,
 ) -> None:
     """Blesses the model when its overall study-level kappa on `split` is above `kappa_floor`."""
-    files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+    split_uri = artifact_utils.get_split_uri([examples], split)  # a ValueError naming the split if it is missing
+    files = tf.io.gfile.glob(io_utils.all_files_pattern(split_uri))
     if not files:
         raise ValueError(f"no examples in split '{split}' under {examples.uri}")
-    images = score_images(os.path.join(model.uri, "Format-Serving"), files, batch_size)
+    model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+    images = score_images(model_dir, files, batch_size)
     studies = aggregate_studies(images, threshold)
     table = study_table(studies)
     overall = table[-1]
     blessed = overall.kappa > kappa_floor  # strict: a constant model (kappa 0) never passes the default
-    write_text(
-        os.path.join(evaluation.uri, METRICS_JSON),
-        json.dumps(
-            {
-                "split": split,
-                "threshold": threshold,
-                "kappa_floor": kappa_floor,
-                "blessed": blessed,
-                "rows": [row.__dict__ for row in table],
-            },
-            indent=2,
-        ),
-    )
     header = [field for _, field in STUDY_COLUMNS]
-    write_text(
-        os.path.join(evaluation.uri, METRICS_CSV), _csv([header] + [[getattr(r, h) for h in header] for r in table])
-    )
-    write_text(os.path.join(evaluation.uri, PREDICTIONS_CSV), _csv([list(row) for row in official_rows(studies)]))
-    write_text(
-        os.path.join(evaluation.uri, IMAGE_PREDICTIONS_CSV),
-        _csv([IMAGE_PREDICTION_FIELDS] + [[getattr(i, f) for f in IMAGE_PREDICTION_FIELDS] for i in images]),
-    )
+    metrics = {"split": split, "threshold": threshold, "kappa_floor": kappa_floor, "blessed": blessed}
+    reports = {
+        METRICS_JSON: json.dumps({**metrics, "rows": [row.__dict__ for row in table]}, indent=2),
+        METRICS_CSV: _csv([header] + [[getattr(r, h) for h in header] for r in table]),
+        PREDICTIONS_CSV: _csv([list(row) for row in official_rows(studies)]),
+        IMAGE_PREDICTIONS_CSV: _csv(
+            [IMAGE_PREDICTION_FIELDS] + [[getattr(i, f) for f in IMAGE_PREDICTION_FIELDS] for i in images]
+        ),
+    }
+    for name, text in reports.items():
+        io_utils.write_string_file(os.path.join(evaluation.uri, name), text)
     evaluation.set_float_custom_property("overall_kappa", overall.kappa)
     if overall.auroc is not None:
         evaluation.set_float_custom_property("overall_auroc", overall.auroc)

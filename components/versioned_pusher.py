@@ -11,6 +11,7 @@ from absl import logging
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
+from tfx.utils import path_utils
 
 from components.push import push
 from mura.model_versions import served_version_of
@@ -40,7 +41,7 @@ def VersionedPusher(
         logging.warning("Model %s failed %s: not pushed.", model.uri, " and ".join(refusals))
         return
     destination = os.path.join(serving_root, model_name)
-    source = os.path.join(model.uri, "Format-Serving")
+    source = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
     version = served_version_of(source, destination)
     if version is None:
         version = push(source, destination, model_name)

@@ -17,8 +17,9 @@ import apache_beam as beam
 import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils
 
-from components.report_files import failure_report_path, write_text
+from components.report_files import failure_report_path
 from mura.audit import format_rejections
 from mura.config import DataConfig
 from mura.examples import decoded_shape, to_example
@@ -109,9 +110,9 @@ class Executor(BaseExampleGenExecutor):
             )
             check_splits_not_empty(split_counts)
         except DataQualityError:
-            write_text(kept, report)
+            io_utils.write_string_file(kept, report)
             raise
-        write_text(os.path.join(self._rejected_dir, REPORT_FILE), report)
+        io_utils.write_string_file(os.path.join(self._rejected_dir, REPORT_FILE), report)
         return split_counts
 
     def GenerateExamplesByBeam(
