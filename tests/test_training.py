@@ -1,8 +1,10 @@
-"""Transform and Trainer in the shared pipeline run: the SavedModel, its signatures, and no serving skew."""
+"""Transform and Trainer in the shared pipeline run: the SavedModel, its signatures, and no serving skew.
+
+Artifacts are found through ML Metadata, as reports find them, not by TFX's folder layout.
+"""
 
 import glob
 import io
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +14,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from PIL import Image
+from tfx.types import Artifact, artifact_utils
+from tfx.utils import io_utils
 
+from analysis.metadata import latest_execution, open_store, output_artifacts
+from analysis.run_outputs import find_run_outputs
 from components.modules.trainer import label_counts
 from mura import features
 from mura.reader import read_mura
@@ -20,15 +26,17 @@ from mura.signatures import SERVING_DEFAULT, SERVING_EXAMPLES
 from tests.conftest import TINY_TRAIN
 
 
-def only(pattern: str) -> str:
-    [match] = glob.glob(pattern)
-    return match
+def outputs(run, component: str) -> dict[str, Artifact]:
+    """What the component's latest completed execution in the run wrote, by artifact type name."""
+    store = open_store(run.metadata)
+    execution = latest_execution(store, component)
+    return output_artifacts(store, [execution])[execution.id]
 
 
 @pytest.fixture(scope="module")
 def serving_dir(pipeline_run) -> str:
     run, _ = pipeline_run
-    return only(os.path.join(run.pipeline_root, "Trainer", "model", "*", "Format-Serving"))
+    return find_run_outputs(run.metadata, needs=["model"]).require("model").serving_model
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +72,10 @@ def test_undecodable_bytes_are_an_error_not_a_blank_image(serving) -> None:
 
 
 def transformed_test_examples(run) -> list[dict]:
-    files = glob.glob(os.path.join(run.pipeline_root, "Transform", "transformed_examples", "*", "Split-test", "*.gz"))
-    spec = {
-        features.PIXELS: tf.io.FixedLenFeature([], tf.string),
-        features.SOURCE_PATH: tf.io.FixedLenFeature([], tf.string),
-        features.LABEL: tf.io.FixedLenFeature([], tf.int64),
-    }
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    transform = outputs(run, "Transform")
+    spec = tft.TFTransformOutput(transform["TransformGraph"].uri).transformed_feature_spec()
+    test_split = artifact_utils.get_split_uri([transform["Examples"]], "test")
+    records = tf.data.TFRecordDataset(glob.glob(io_utils.all_files_pattern(test_split)), compression_type="GZIP")
     return [tf.io.parse_single_example(r, spec) for r in records]
 
 
@@ -110,7 +115,7 @@ def test_serving_examples_scores_serialized_examples_like_raw_bytes(serving, sam
 
 def test_transform_counted_train_labels_per_body_part(pipeline_run, sample_root: Path) -> None:
     run, _ = pipeline_run
-    tft_output = tft.TFTransformOutput(only(os.path.join(run.pipeline_root, "Transform", "transform_graph", "*")))
+    tft_output = tft.TFTransformOutput(outputs(run, "Transform")["TransformGraph"].uri)
     expected = Counter(
         (r.body_part, r.label) for r in read_mura(sample_root, progress=False).images if r.split == "train"
     )
@@ -119,7 +124,4 @@ def test_transform_counted_train_labels_per_body_part(pipeline_run, sample_root:
 
 def test_training_wrote_tensorboard_logs(pipeline_run) -> None:
     run, _ = pipeline_run
-    logs = glob.glob(
-        os.path.join(run.pipeline_root, "Trainer", "model_run", "*", "**", "events.out.tfevents.*"), recursive=True
-    )
-    assert logs
+    assert list(Path(outputs(run, "Trainer")["ModelRun"].uri).rglob("events.out.tfevents.*"))
