@@ -35,7 +35,9 @@ class SliceCurves:
 
 
 def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
-    """(FPR, TPR) from confusion matrices at many thresholds, ordered from the strictest to the most lenient."""
+    """(FPR, TPR) from confusion matrices at many thresholds, ordered from the strictest to the most lenient.
+
+    By hand: sklearn's roc_curve wants raw scores, and TFMA's plot gives counts at its fixed thresholds."""
     points = {(0.0, 0.0), (1.0, 1.0)}
     for c in matrices:
         negatives, positives = c.fp + c.tn, c.tp + c.fn
@@ -46,7 +48,9 @@ def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
 
 
 def rebin_calibration(buckets: Iterable[tuple[float, float, float, float]], bins: int = 10) -> list[CalibrationBin]:
-    """Fine (lower bound, images, sum of labels, sum of predictions) buckets -> `bins` equal-width bins on [0, 1]."""
+    """Fine (lower bound, images, sum of labels, sum of predictions) buckets -> `bins` equal-width bins on [0, 1].
+
+    By hand: sklearn's calibration_curve wants raw scores (TFMA gives bucket sums) and returns no per-bin counts."""
     totals = [[0.0, 0.0, 0.0] for _ in range(bins)]
     for lower, images, labels, predictions in buckets:
         index = 0 if math.isinf(lower) else min(int(max(lower, 0.0) * bins), bins - 1)

@@ -7,16 +7,19 @@ evaluation, the test images, and the model that was pushed (or, when it was refu
 from __future__ import annotations
 
 import csv
-import html
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import tensorflow as tf
+from markupsafe import Markup
 from matplotlib.figure import Figure
+from tabulate import tabulate
+from tfx.utils import io_utils
 
 from analysis.curves import SliceCurves
 from analysis.figures import (
@@ -48,7 +51,8 @@ class Analysis:
     images: list[ImagePrediction]
     pushed_to: str
     model_dir: str  # the model Grad-CAM explains: the pushed one, else the candidate
-    examples_dir: str
+    examples_dir: str  # the evaluated split's raw examples (the examples artifact's Split-test folder)
+    run: str = ""  # the pipeline run everything above comes from
 
     @property
     def threshold(self) -> float:
@@ -95,7 +99,8 @@ def analyse(outputs: RunOutputs) -> Analysis:
         images=_image_predictions(outputs.study_evaluation),
         pushed_to=outputs.pushed_to,
         model_dir=outputs.pushed_to or outputs.serving_model,
-        examples_dir=outputs.examples,
+        examples_dir=outputs.split_uri("examples", study.get("split", "test")),
+        run=outputs.run,
     )
 
 
@@ -118,8 +123,8 @@ def misread(images: list[ImagePrediction], threshold: float, per_kind: int) -> M
     return worst
 
 
-def _encoded_images(examples_dir: str, split: str, wanted: set[str]) -> dict[str, bytes]:
-    files = tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*"))
+def _encoded_images(examples_dir: str, wanted: set[str]) -> dict[str, bytes]:
+    files = tf.io.gfile.glob(io_utils.all_files_pattern(examples_dir))
     spec = {
         features.IMAGE: tf.io.FixedLenFeature([], tf.string),
         features.SOURCE_PATH: tf.io.FixedLenFeature([], tf.string),
@@ -152,8 +157,7 @@ def misread_cases(analysis: Analysis, per_kind: int = 2) -> dict[tuple[str, str]
     chosen = [image for group in worst.values() for image in group]
     if not chosen:
         return {key: [] for key in worst}
-    split = analysis.study.get("split", "test")
-    encoded = _encoded_images(analysis.examples_dir, split, {i.source_path for i in chosen})
+    encoded = _encoded_images(analysis.examples_dir, {i.source_path for i in chosen})
     model = load_model(analysis.model_dir)
     size = model.input_shape[1]
     pixels = decode_batch_to_square(tf.constant([encoded[i.source_path] for i in chosen]), size).numpy()
@@ -186,50 +190,35 @@ def draw_figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figur
     return drawn
 
 
-def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
-    def cell(value: object) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+def html_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> Markup:
+    """`rows` as an HTML table of `columns` ((title, key) pairs); tabulate's "html" format escapes every cell."""
+    table = tabulate(
+        [[row.get(key) for _, key in columns] for row in rows],
+        headers=[title for title, _ in columns],
+        tablefmt="html",
+        floatfmt=".3f",
+        missingval="-",
+    )
+    return Markup(table)
 
-    head = "".join(f"<th>{html.escape(title)}</th>" for title, _ in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(row.get(key))}</td>" for _, key in columns) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 10px; }
-td { text-align: right; } td:first-child { text-align: left; } img { max-width: 100%; }
-.cases { display: flex; flex-wrap: wrap; gap: 1em; } .cases img { width: 330px; }
-"""
+_PAGES = jinja2.Environment(
+    loader=jinja2.PackageLoader("analysis"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+)
 
 
 def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
-    def img(stem: str) -> str:
-        return f'<img src="{html.escape(figure_files[stem])}" alt="{html.escape(stem)}">'
-
-    cases = "".join(img(stem) for stem in figure_files if stem.startswith("misread_"))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>MURA model report</title><style>{_STYLE}</style></head>
-<body>
-<h1>MURA model report</h1>
-<h2>Verdict</h2>
-<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in analysis.verdict())}</ul>
-<p>Test split; threshold {analysis.threshold:g}; model explained by Grad-CAM: {html.escape(analysis.model_dir)}</p>
-<h2>Study level (MURA's protocol)</h2>
-{_table(analysis.study["rows"], STUDY_COLUMNS)}
-{img("study_metrics")}
-<h2>Image level (TFMA)</h2>
-{_table(analysis.image_rows, IMAGE_COLUMNS)}
-{img("roc")}
-{img("reliability")}
-{img("confusion")}
-<h2>Worst misreads per body part, with Grad-CAM</h2>
-<p>False negatives: abnormal images the model scored lowest. False positives: normal images it scored highest.</p>
-<div class="cases">{cases}</div>
-</body></html>
-"""
+    """The page (templates/report.html.j2): every value is escaped but the tables, which tabulate escaped."""
+    return _PAGES.get_template("report.html.j2").render(
+        verdict=analysis.verdict(),
+        threshold=analysis.threshold,
+        run=analysis.run,
+        model_dir=analysis.model_dir,
+        study_table=html_table(analysis.study["rows"], STUDY_COLUMNS),
+        image_table=html_table(analysis.image_rows, IMAGE_COLUMNS),
+        figures=figure_files,
+        cases=[stem for stem in figure_files if stem.startswith("misread_")],
+    )
 
 
 def write_report(outputs: RunOutputs, out_dir: Path, cases_per_kind: int = 2) -> Path:

@@ -1,7 +1,7 @@
-"""The run's data statistics and anomalies as tables, for the data-validation notebook's static views.
+"""The run's data statistics, schema and anomalies as tables, for the data-validation notebook's static views.
 
-TFDV's own views need a browser with internet access (Facets); these tables read the same protos and render
-anywhere, including in an exported notebook.
+TFDV's statistics view needs a browser with internet access (Facets); these tables read the same protos and render
+anywhere, including in an exported notebook. Schema and anomalies tables are TFDV's own (`display_util`).
 """
 
 from __future__ import annotations
@@ -11,31 +11,33 @@ import os
 import pandas as pd
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
+from tensorflow_data_validation.utils.display_util import get_anomalies_dataframe
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx.components.statistics_gen.stats_artifact_utils import load_statistics
+from tfx.utils import io_utils
 
+from analysis.run_outputs import RunOutputs
 from analysis.summaries import read_ingestion_summary
-from components.data_validation_gate import ANOMALIES_FILE, describe_anomalies
-
-SPLITS = ("train", "eval", "test")
-STATISTICS_FILE = "FeatureStats.pb"  # StatisticsGen's file per split
-SCHEMA_FILE = "schema.pbtxt"  # ImportSchemaGen's file
+from components.data_validation_gate import ANOMALIES_FILE
 
 
-def split_statistics(statistics_dir: str) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
+def split_statistics(outputs: RunOutputs) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
+    """StatisticsGen's statistics per split, in the order it recorded the splits."""
+    artifact = outputs.artifacts["statistics"]
+    return {split: load_statistics(artifact, split).proto() for split in outputs.splits("statistics")}
+
+
+def split_anomalies(outputs: RunOutputs) -> dict[str, anomalies_pb2.Anomalies]:
+    """ExampleValidator's anomalies per split."""
     return {
-        split: tfdv.load_stats_binary(os.path.join(statistics_dir, f"Split-{split}", STATISTICS_FILE))
-        for split in SPLITS
+        split: load_anomalies_binary(os.path.join(outputs.split_uri("anomalies", split), ANOMALIES_FILE))
+        for split in outputs.splits("anomalies")
     }
 
 
-def split_anomalies(anomalies_dir: str) -> dict[str, anomalies_pb2.Anomalies]:
-    return {
-        split: load_anomalies_binary(os.path.join(anomalies_dir, f"Split-{split}", ANOMALIES_FILE)) for split in SPLITS
-    }
-
-
-def schema(schema_dir: str) -> schema_pb2.Schema:
-    return tfdv.load_schema_text(os.path.join(schema_dir, SCHEMA_FILE))
+def schema(outputs: RunOutputs) -> schema_pb2.Schema:
+    """The schema the run validated against, read as TFX's components read it (the one file in the artifact)."""
+    return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(outputs.schema))
 
 
 def drift_table(metadata_path: str) -> pd.DataFrame:
@@ -43,25 +45,22 @@ def drift_table(metadata_path: str) -> pd.DataFrame:
     return pd.DataFrame(read_ingestion_summary(metadata_path).drift)
 
 
-def _features(
-    statistics: statistics_pb2.DatasetFeatureStatisticsList,
-) -> dict[str, statistics_pb2.FeatureNameStatistics]:
-    return {".".join(f.path.step): f for f in statistics.datasets[0].features}
-
-
 def feature_table(statistics: dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> pd.DataFrame:
-    """One row per (feature, split): how many examples have it, and its range or number of distinct values."""
+    """One row per (feature, split): how many examples have it, and its range or number of distinct values.
+
+    By hand on TFDV's statistics views: TFDV renders feature statistics only as Facets HTML, not as a table."""
     rows = []
     for split, stats in statistics.items():
-        total = stats.datasets[0].num_examples
-        for name, feature in sorted(_features(stats).items()):
-            kind = feature.WhichOneof("stats")
-            common = getattr(feature, kind).common_stats
-            row = {"feature": name, "split": split, "examples": total, "missing": common.num_missing}
-            if kind == "num_stats":
-                row.update(mean=feature.num_stats.mean, min=feature.num_stats.min, max=feature.num_stats.max)
-            elif kind == "string_stats":
-                row.update(distinct=feature.string_stats.unique)
+        dataset = tfdv.DatasetListView(stats).get_default_slice_or_die()
+        total = dataset.proto().num_examples
+        for path in sorted(dataset.list_features()):
+            feature = dataset.get_feature(path)
+            row = {"feature": str(path), "split": split, "examples": total}
+            row["missing"] = feature.common_statistics().num_missing
+            if numeric := feature.numeric_statistics():
+                row.update(mean=numeric.mean, min=numeric.min, max=numeric.max)
+            elif strings := feature.string_statistics():
+                row.update(distinct=strings.unique)
             rows.append(row)
     return pd.DataFrame(rows).set_index(["feature", "split"])
 
@@ -70,15 +69,18 @@ def value_counts(statistics: dict[str, statistics_pb2.DatasetFeatureStatisticsLi
     """A categorical feature's value -> count per split (from TFDV's top values)."""
     counts = {}
     for split, stats in statistics.items():
-        found = _features(stats).get(feature)
-        if found is None or found.WhichOneof("stats") != "string_stats":
+        found = tfdv.DatasetListView(stats).get_default_slice_or_die().get_feature(feature)
+        strings = found and found.string_statistics()
+        if not strings:
             raise KeyError(f"{feature} has no categorical statistics in split {split}")
-        counts[split] = {v.value: v.frequency for v in found.string_stats.top_values}
+        counts[split] = {v.value: v.frequency for v in strings.top_values}
     return counts
 
 
 def anomaly_table(anomalies: dict[str, anomalies_pb2.Anomalies]) -> pd.DataFrame:
-    rows = [
-        {"split": split, "anomaly": line} for split, found in anomalies.items() for line in describe_anomalies(found)
-    ]
-    return pd.DataFrame(rows or [{"split": "all", "anomaly": "none"}])
+    """TFDV's anomalies table (feature, short and long description) per split; one "none" row when all are clean."""
+    tables = {split: get_anomalies_dataframe(found) for split, found in anomalies.items()}
+    found = {split: table for split, table in tables.items() if not table.empty}
+    if not found:
+        return pd.DataFrame([{"split": "all", "anomaly": "none"}])
+    return pd.concat(found, names=["split"])

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from analysis.metadata import latest_execution, open_store, outputs_of, property_value
+from analysis.metadata import open_store, producer, property_value
 from analysis.run_outputs import find_run_outputs
 from analysis.tfma_results import failures, image_table
-from components.artifacts import DataValidationReport, RejectedImages
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
 from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
@@ -31,24 +30,21 @@ class IngestionSummary:
 
 
 def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
-    store = open_store(metadata_path)
-    execution = latest_execution(store, "MuraExampleGen")
-    if execution is None:
+    """The newest run that ingested and validated; the counts from the execution that wrote its examples (a cache
+    hit records no counts)."""
+    outputs = find_run_outputs(metadata_path, needs=("examples", "data_report"))
+    if outputs.examples is None:
         raise LookupError(f"no completed ingestion recorded in {metadata_path}")
-    outputs = outputs_of(store, execution)
-    examples, rejected = outputs["Examples"], outputs[RejectedImages.TYPE_NAME]
-    gate = latest_execution(store, "DataValidationGate")
-    report = outputs_of(store, gate)[DataValidationReport.TYPE_NAME] if gate else None
-    props = execution.custom_properties
+    props = producer(open_store(metadata_path), outputs.artifacts["examples"]).custom_properties
     summary = IngestionSummary(
         image_rows=int(property_value(props, "image_rows") or 0),
         rejected_images=int(property_value(props, "rejected_images") or 0),
         split_images={split: int(property_value(props, f"{split}_images") or 0) for split in PIPELINE_SPLITS},
-        examples_uri=examples.uri,
-        rejected_report=os.path.join(rejected.uri, REJECTED_FILE),
+        examples_uri=outputs.examples,
+        rejected_report=os.path.join(outputs.rejected, REJECTED_FILE),
     )
-    if report is not None:
-        with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE)) as handle:
+    if outputs.data_report is not None:
+        with tf.io.gfile.GFile(os.path.join(outputs.data_report, REPORT_FILE)) as handle:
             content = json.load(handle)
         summary.anomalies, summary.drift = content["anomalies"], content["drift"]
     return summary

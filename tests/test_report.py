@@ -1,24 +1,35 @@
-"""The per-body-part report and notebooks, on the shared pipeline run; the curve arithmetic and Grad-CAM by hand."""
+"""The per-body-part report and notebooks, on the shared pipeline run; the curve arithmetic and Grad-CAM by hand;
+which pipeline run a report reads when there are several."""
 
 import csv
+import dataclasses
 import os
+import re
+import shutil
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
 from nbclient import NotebookClient
-from PIL import Image
+from PIL import Image, ImageOps
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import confusion_matrix, roc_curve
 
 from analysis.curves import Counts, rebin_calibration, roc_points
-from analysis.report import MISREAD_KINDS, misread
+from analysis.metadata import open_store, pipeline_runs
+from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
 from analysis.run_outputs import find_run_outputs
+from analysis.summaries import read_ingestion_summary
+from analysis.tfma_results import OVERALL
 from cli.main import main
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
 from mura.study_metrics import ImagePrediction
+from tests.conftest import TINY_TRAIN, tiny_settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -55,6 +66,31 @@ def test_misreads_are_the_most_confident_mistakes_of_each_body_part() -> None:
     assert worst[("XR_WRIST", negatives)] == worst[("XR_WRIST", positives)] == []
 
 
+def test_the_page_escapes_everything_read_from_the_run() -> None:
+    hostile = '<script>alert("x")</script>'
+    study_row = {"group": hostile, "studies": 3, "kappa": 0.25, "auroc": None}
+    analysis = Analysis(
+        study={"rows": [study_row], "threshold": 0.5, "kappa_floor": 0.0, "blessed": False},
+        image_rows=[{"group": hostile, "examples": 7, "auc": 0.75, "kappa": None, "auc_change": None}],
+        curves=[],
+        tfma_failures=[hostile],
+        images=[],
+        pushed_to="",
+        model_dir=hostile,
+        examples_dir="",
+        run=hostile,
+    )
+    figures = {stem: f"{stem}.png" for stem in ("study_metrics", "roc", "reliability", "confusion")}
+    page = render_html(analysis, {**figures, f"misread_{hostile}": f"{hostile}.png"})
+    assert "<script" not in page
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+    # verdict, both tables, the model, the run, and the misread figure's src and alt
+    assert page.count(escaped) + page.count(escaped.replace("&#34;", "&quot;")) == 7
+    assert "0.250" in page and "0.750" in page  # numbers as before
+    assert re.search(r"<td[^>]*>\s*-\s*</td>", page)  # missing values as "-"
+    assert all(f'src="{name}"' in page for name in figures.values())
+
+
 def test_gradcam_maps_cover_the_input_and_peak_at_one() -> None:
     import tensorflow as tf
 
@@ -84,6 +120,74 @@ def test_the_study_evaluation_keeps_every_test_image_prediction(pipeline_root: s
     test_images = sorted(str(p.relative_to(sample_root)) for p in (sample_root / "MURA-v1.1" / "valid").rglob("*.png"))
     assert sorted(row["source_path"] for row in rows) == test_images
     assert all(0.0 <= float(row["probability"]) <= 1.0 and row["label"] in ("0", "1") for row in rows)
+
+
+def test_the_tfma_curves_agree_with_sklearn_on_the_per_image_predictions(pipeline_root: str) -> None:
+    """TFMA's plots and the StudyEvaluator's per-image probabilities describe the same model on the same images."""
+    run = analyse(find_run_outputs(metadata_location(pipeline_root)))
+    assert {c.group for c in run.curves} == {*BODY_PARTS, OVERALL}
+    for curve in run.curves:
+        members = [i for i in run.images if curve.group in (OVERALL, i.body_part)]
+        labels = np.array([i.label for i in members])
+        scores = np.array([i.probability for i in members])
+        if len(set(labels)) == 2:  # every ROC point drawn is an operating point of the model on these images
+            fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+            achievable = {(round(x, 9), round(y, 9)) for x, y in zip(fpr, tpr, strict=True)}
+            assert {(round(x, 9), round(y, 9)) for x, y in zip(curve.fpr, curve.tpr, strict=True)} <= achievable
+        tn, fp, fn, tp = confusion_matrix(labels, scores > run.threshold, labels=[0, 1]).ravel()
+        assert curve.counts == Counts(tp=tp, fp=fp, tn=tn, fn=fn), curve.group
+        bins = len(curve.calibration)
+        assert [b.images for b in curve.calibration] == list(np.histogram(scores, bins=bins, range=(0, 1))[0])
+        fraction, mean = calibration_curve(labels, scores, n_bins=bins)
+        filled = [b for b in curve.calibration if b.images]
+        assert [b.fraction_abnormal for b in filled] == pytest.approx(fraction, abs=1e-6), curve.group
+        assert [b.mean_prediction for b in filled] == pytest.approx(mean, abs=1e-5), curve.group
+
+
+def _invert_one_train_image(data_root: Path) -> None:
+    image = sorted((data_root / "MURA-v1.1" / "train").rglob("*.png"))[0]
+    with Image.open(image) as original:
+        inverted = ImageOps.invert(original.convert("L"))
+    inverted.save(image)
+
+
+def test_the_report_reads_one_pipeline_run_cache_hits_included(pipeline_run, sample_root: Path, tmp_path) -> None:
+    """Run 2 repeats run 1 (TFX's cache gives it run 1's examples and model; the Evaluator runs again); run 3 ingests
+    changed data and fails in the Trainer. The report reads run 2 whole: not run 3's examples beside run 2's
+    evaluation and run 1's model."""
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    from pipeline.definition import create_pipeline
+
+    run, summary = pipeline_run
+    first = find_run_outputs(run.metadata)
+    root = tmp_path / "pipeline"
+    shutil.copytree(run.pipeline_root, root)
+    rerun = dataclasses.replace(run, pipeline_root=str(root))
+    BeamDagRunner().run(create_pipeline(tiny_settings(rerun)))
+    shutil.copytree(sample_root, tmp_path / "data")
+    _invert_one_train_image(tmp_path / "data")
+    changed = dataclasses.replace(rerun, data_root=str(tmp_path / "data"))
+    no_weights = dataclasses.replace(TINY_TRAIN, base_weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(Exception, match="base_weights file"):
+        BeamDagRunner().run(create_pipeline(tiny_settings(changed, train=no_weights)))
+
+    store = open_store(rerun.metadata)
+    third, second, _ = pipeline_runs(store)
+    outputs = find_run_outputs(rerun.metadata)
+    assert outputs.run == second.name
+    in_second = {e.id for e in store.get_executions_by_context(second.id)}
+    for name, artifact in outputs.artifacts.items():
+        events = store.get_events_by_artifact_ids([artifact.id])
+        assert {e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT} & in_second, name
+    assert outputs.examples == first.examples and outputs.model == first.model  # cache hits in run 2
+    assert outputs.evaluation != first.evaluation  # the Evaluator ran again in run 2
+    # What only needs ingestion reads run 3, its counts from the execution that wrote the examples.
+    ingested = find_run_outputs(rerun.metadata, needs=("examples", "data_report"))
+    assert ingested.run == third.name and ingested.examples not in (first.examples, None)
+    assert read_ingestion_summary(rerun.metadata).split_images == summary.split_images
+    assert read_ingestion_summary(rerun.metadata).examples_uri == ingested.examples
+    assert find_run_outputs(rerun.metadata, run=first.run).evaluation == first.evaluation
 
 
 def test_mura_report_writes_a_page_whose_figures_are_valid_pngs(pipeline_root: str, tmp_path: Path) -> None:
