@@ -10,13 +10,18 @@ ENV TF_USE_LEGACY_KERAS=1 \
     TF_ENABLE_ONEDNN_OPTS=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# The locked stack first (a layer that changes rarely), then the project without touching those pins.
-COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+# What the steps need at run time (no test, lint or notebook tools), pinned as in the lock; then the project.
+COPY requirements-runtime.txt ./
+RUN pip install --no-cache-dir -r requirements-runtime.txt
 COPY pyproject.toml README.md ./
 # What runs inside the pipeline's steps, and nothing else: the domain, the components and module files, and the
 # pipeline's definition (its schema file is read by ImportSchemaGen).
 COPY mura mura
 COPY components components
 COPY pipeline pipeline
-RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && python -c "import pipeline.definition"
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . && python -c "import pipeline.definition"
+
+# Steps run as an unprivileged user; HOME gives Beam and TensorFlow a place for their caches.
+RUN useradd --create-home --uid 1000 mura
+USER 1000
+ENV HOME=/home/mura

@@ -40,7 +40,7 @@ def pipeline() -> None:
 def pipeline_run(verbose: bool, settings: Settings) -> None:
     """Run ExampleGen -> validation -> Transform -> Trainer -> TFMA and study evaluation -> push, locally with Beam.
 
-    A model is pushed only when TFMA's thresholds (AUC floors, and no worse than the latest blessed model) and
+    A model is pushed only when TFMA's thresholds (AUC floors, and no worse than the model being served) and
     the study-level kappa floor all pass. Prints TFMA's image-level table, MURA's study-level table (kappa and
     AUROC per body part, with the paper's values beside them), and where the model went, or why it did not.
     """

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_node import BaseNode
-from tfx.types.standard_artifacts import Model, ModelBlessing
 
+from components import served_baseline
 from components.data_validation_gate import DataValidationGate
 from components.modules.transform import IMAGE_SIZE
 from components.mura_example_gen.component import MuraExampleGen
+from components.mura_example_gen.fingerprint import DataFingerprint
 from components.study_evaluator import StudyEvaluator
 from components.versioned_pusher import VersionedPusher
-from mura.config import DataConfig, Settings
-from pipeline.eval_config import eval_config
+from mura.config import Settings
+from mura.model_versions import versions
+from pipeline.parameters import PipelineValues
 
 SCHEMA_FILE = str(Path(__file__).parent / "schema" / "schema.pbtxt")
+# Steps whose answer depends on the world outside the pipeline's inputs: a runner must never take them from a cache.
+UNCACHED = ("DataFingerprint", "ServedBaseline")
 
 
 @dataclass(frozen=True)
@@ -27,15 +32,28 @@ class Ingestion:
     statistics_gen: BaseNode
     example_validator: BaseNode
     gate: BaseNode
+    fingerprint: BaseNode | None = None
 
     @property
     def components(self) -> list[BaseNode]:
-        return [self.example_gen, self.schema_importer, self.statistics_gen, self.example_validator, self.gate]
+        found = [self.example_gen, self.schema_importer, self.statistics_gen, self.example_validator, self.gate]
+        return [self.fingerprint, *found] if self.fingerprint else found
 
 
-def ingestion(data_root: str, data: DataConfig, schema_file: str = SCHEMA_FILE) -> Ingestion:
-    """MURA root → examples → statistics → curated schema → validation → a gate that stops on anomalies."""
-    example_gen = MuraExampleGen(data_root=data_root, config=data)
+def ingestion(values: PipelineValues, schema_file: str = SCHEMA_FILE) -> Ingestion:
+    """MURA root → examples → statistics → curated schema → validation → a gate that stops on anomalies.
+
+    On Kubeflow, a `DataFingerprint` step comes first: open-source KFP runs no ExampleGen driver, and keys its cache
+    on a step's parameters, so the data drop's fingerprint becomes one. Locally MuraExampleGen's driver does this.
+    """
+    fingerprint = DataFingerprint(data_root=values["data_root"]) if values.runtime else None
+    example_gen = MuraExampleGen(
+        data_root=values["data_root"],
+        eval_fraction=values["eval_fraction"],
+        split_salt=values["split_salt"],
+        max_rejected_fraction=values["max_rejected_fraction"],
+        data_fingerprint=fingerprint.outputs["fingerprint"].future()[0].value if fingerprint else None,
+    )
     schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file)
     # With the schema, statistics treat `label` as categorical, which the drift comparator needs.
     statistics_gen = tfx.components.StatisticsGen(
@@ -48,21 +66,21 @@ def ingestion(data_root: str, data: DataConfig, schema_file: str = SCHEMA_FILE) 
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        drift_is_fatal=data.drift_is_fatal,
+        drift_is_fatal=values.settings.data.drift_is_fatal,
     )
-    return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate)
+    return Ingestion(example_gen, schema_importer, statistics_gen, example_validator, gate, fingerprint)
 
 
-def training_components(ingested: Ingestion, settings: Settings) -> list[BaseNode]:
+def training_components(ingested: Ingestion, values: PipelineValues) -> list[BaseNode]:
     """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, TFMA against
-    the latest blessed model, MURA's study-level evaluation, and a push into TF Serving's folder layout of models
+    the model being served, MURA's study-level evaluation, and a push into TF Serving's folder layout of models
     both evaluations blessed."""
-    train, gate = settings.train, settings.gate
+    settings = values.settings
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
         schema=ingested.schema_importer.outputs["schema"],
         preprocessing_fn="components.modules.transform.preprocessing_fn",
-        custom_config={IMAGE_SIZE: train.image_size},
+        custom_config={IMAGE_SIZE: settings.train.image_size},
     )
     transform.add_upstream_node(ingested.gate)
     trainer = tfx.components.Trainer(
@@ -70,32 +88,33 @@ def training_components(ingested: Ingestion, settings: Settings) -> list[BaseNod
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=ingested.schema_importer.outputs["schema"],
-        custom_config={"train": asdict(train)},
+        custom_config=values["train"],
     )
-    # The baseline is the newest model TFMA blessed; the first run has none and is judged by the floors alone.
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=Model),
-        model_blessing=tfx.dsl.Channel(type=ModelBlessing, producer_component_id="Evaluator", output_key="blessing"),
-    ).with_id("latest_blessed_model")
+    baseline = served_baseline.ServedBaseline(
+        serving_root=values["serving_root"],
+        model_name=settings.serving.model_name,
+        # The versions served when the pipeline was built: locally, TFX's cache then answers again after a push.
+        served=",".join(map(str, versions(f"{settings.run.serving}/{settings.serving.model_name}"))),
+    )
     evaluator = tfx.components.Evaluator(
         examples=ingested.example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
-        eval_config=eval_config(train, gate),
+        baseline_model=baseline.outputs["baseline"],
+        eval_config=values["tfma_eval_config"],
         example_splits=["test"],
     )
+    evaluator.executor_spec = executor_spec.BeamExecutorSpec(served_baseline.Executor)
     study_evaluator = StudyEvaluator(
         model=trainer.outputs["model"],
         examples=ingested.example_gen.outputs["examples"],
-        threshold=train.threshold,
-        kappa_floor=gate.study_kappa_floor,
+        threshold=values["threshold"],
+        kappa_floor=values["kappa_floor"],
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         study_blessing=study_evaluator.outputs["blessing"],
-        serving_root=settings.run.serving,
+        serving_root=values["serving_root"],
         model_name=settings.serving.model_name,
     )
     return [transform, trainer, baseline, evaluator, study_evaluator, pusher]
@@ -103,15 +122,15 @@ def training_components(ingested: Ingestion, settings: Settings) -> list[BaseNod
 
 def create_ingestion_pipeline(settings: Settings) -> tfx.dsl.Pipeline:
     """Only ingestion and validation, for a new data drop; same name as the full pipeline, so they share a cache."""
-    return _pipeline(settings, ingestion(settings.run.data_root, settings.data).components)
+    return _pipeline(settings, ingestion(PipelineValues(settings)).components)
 
 
-def create_pipeline(
-    settings: Settings, local_metadata: bool = True, schema_file: str = SCHEMA_FILE
-) -> tfx.dsl.Pipeline:
-    """On Kubeflow: `local_metadata=False` (it brings its own ML Metadata) and the schema's path in the image."""
-    ingested = ingestion(settings.run.data_root, settings.data, schema_file)
-    return _pipeline(settings, ingested.components + training_components(ingested, settings), local_metadata)
+def create_pipeline(settings: Settings, kubeflow: bool = False, schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
+    """For Kubeflow (`kubeflow=True`): run parameters instead of constants, no local ML Metadata (KFP brings its
+    own), and the schema's path in the image."""
+    values = PipelineValues(settings, runtime=kubeflow)
+    ingested = ingestion(values, schema_file)
+    return _pipeline(settings, ingested.components + training_components(ingested, values), not kubeflow)
 
 
 def _pipeline(settings: Settings, components: list[BaseNode], local_metadata: bool = True) -> tfx.dsl.Pipeline:

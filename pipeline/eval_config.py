@@ -1,7 +1,7 @@
 """What TFMA measures on a candidate and what it must reach: the Evaluator's half of the promotion gate.
 
 Sliced overall and by body part, on the raw `test` examples scored through the model's `serving_examples`
-signature. Floors judge the first model; later ones must also hold up against the latest blessed model.
+signature. Floors judge the first model; later ones must also hold up against the model being served.
 """
 
 from __future__ import annotations

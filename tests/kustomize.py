@@ -1,14 +1,17 @@
-"""Renders this project's kustomizations where `kubectl kustomize` is missing: resources, configMapGenerator
-(files, no hash suffix) and strategic-merge patches (lists of named items merged by name). The subset the
-manifests in kubernetes/ use, no more."""
+"""Renders this project's kustomizations where `kubectl kustomize` is missing: resources, namespace,
+configMapGenerator (files, with a content-hash suffix that the Deployment's references follow) and strategic-merge
+patches (lists of named items merged by name). The subset the manifests in kubernetes/ use, no more. The suffix is
+a hash of the data, as kustomize's is, but not kustomize's own encoding of it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "resources", "configMapGenerator", "generatorOptions", "patches"}
+SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator", "patches"}
 
 
 def _merge(base, patch):
@@ -43,11 +46,18 @@ def render(folder: Path) -> list[dict]:
         documents += render(path) if path.is_dir() else [d for d in yaml.safe_load_all(path.read_text()) if d]
     for generator in kustomization.get("configMapGenerator", []):
         data = {Path(name).name: (folder / name).read_text() for name in generator["files"]}
-        documents.append(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data}
-        )
+        suffix = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{generator['name']}-{suffix}"
+        documents.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+        for document in documents:
+            for volume in document.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
+                if volume.get("configMap", {}).get("name") == generator["name"]:
+                    volume["configMap"]["name"] = name
     for patch in kustomization.get("patches", []):
         change = yaml.safe_load((folder / patch["path"]).read_text())
         [index] = [i for i, d in enumerate(documents) if _key(d) == _key(change)]
         documents[index] = _merge(documents[index], change)
+    if "namespace" in kustomization:
+        for document in documents:
+            document["metadata"]["namespace"] = kustomization["namespace"]
     return documents

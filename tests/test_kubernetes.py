@@ -55,7 +55,8 @@ def test_tf_serving_reads_the_pushed_layout_with_the_projects_config() -> None:
     assert config["batching.config"] == batching_config(ServingConfig())
     pod = resources["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert {"mountPath": "/models", "name": "models", "readOnly": True} in container["volumeMounts"]
+    models = {"mountPath": "/models", "name": "models", "readOnly": True, "subPath": "serving"}
+    assert models in container["volumeMounts"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/mura/metadata"
     assert {p["containerPort"] for p in container["ports"]} == {ServingConfig().grpc_port, ServingConfig().rest_port}
     assert (
@@ -80,4 +81,15 @@ def test_the_kserve_alternative_has_what_its_crd_requires() -> None:
     assert service["metadata"]["name"]
     model = service["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "tensorflow"
-    assert model["storageUri"] == "pvc://mura-models/mura"
+    assert model["storageUri"].startswith("pvc://mura-models/")  # the folder: tests/test_kubeflow.py
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_a_config_change_rolls_the_pods_and_the_autoscaler_alone_counts_them(overlay: str) -> None:
+    resources = by_kind(rendered(overlay))
+    config_map = resources["ConfigMap"]["metadata"]["name"]
+    assert config_map.startswith("mura-serving-config-") and len(config_map) > len("mura-serving-config-")
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "config", "configMap": {"name": config_map}} in pod["volumes"]
+    assert "replicas" not in resources["Deployment"]["spec"]
+    assert {d["metadata"].get("namespace") for d in resources.values()} == {"mura"}

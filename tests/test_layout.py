@@ -59,3 +59,18 @@ def test_only_mura_sets_the_keras_version() -> None:
         if path != Path(__file__).resolve() and "TF_USE_LEGACY_KERAS" in path.read_text()
     ]
     assert setters == ["mura/__init__.py"]
+
+
+def test_every_artifact_type_name_is_its_import_path() -> None:
+    """TFX's Kubeflow entrypoint imports a custom artifact's class from its type name."""
+    from tfx.types.artifact import Artifact
+    from tfx.utils import import_utils
+
+    from components import artifacts
+
+    types = [
+        v for v in vars(artifacts).values() if isinstance(v, type) and issubclass(v, Artifact) and v is not Artifact
+    ]
+    assert types
+    for artifact_type in types:
+        assert import_utils.import_class_by_path(artifact_type.TYPE_NAME) is artifact_type

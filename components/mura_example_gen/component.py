@@ -7,7 +7,6 @@ covers both the CSVs and the images, so TFX's cache re-ingests when either chang
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
 from tfx import types
@@ -15,17 +14,20 @@ from tfx.components.example_gen import utils
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.driver import FileBasedDriver
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.placeholder.placeholder import Placeholder
+from tfx.orchestration.data_types import RuntimeParameter
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import io_utils
 
 from components.artifacts import RejectedImages
 from components.mura_example_gen import executor
+from components.mura_example_gen.fingerprint import data_fingerprint
 from mura.config import DataConfig
-from mura.filesystem import filesystem_for
-from mura.reader import find_dataset_dir
 from mura.splits import PIPELINE_SPLITS
+
+DATA_FINGERPRINT_KEY = "data_fingerprint"
+_DATA = DataConfig()
 
 
 class MuraExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
@@ -34,6 +36,9 @@ class MuraExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.EVAL_FRACTION_KEY: ExecutionParameter(type=float),
         executor.SPLIT_SALT_KEY: ExecutionParameter(type=str),
         executor.MAX_REJECTED_FRACTION_KEY: ExecutionParameter(type=float),
+        # Only where no driver runs (open-source Kubeflow): the data drop's fingerprint, so a changed drop changes
+        # the step's parameters and KFP's cache key. The executor does not read it.
+        DATA_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     OUTPUTS = {
         standard_component_specs.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -47,11 +52,7 @@ class MuraDriver(FileBasedDriver):
     def resolve_exec_properties(self, exec_properties: dict[str, Any], pipeline_info, component_info):
         exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        dataset_dir = find_dataset_dir(input_base, filesystem_for(input_base))
-        exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = "\n".join(
-            io_utils.generate_fingerprint(name, posixpath.join(dataset_dir, pattern))
-            for name, pattern in (("csv", "*.csv"), ("images", "*/*/*/*/*"))
-        )
+        exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = data_fingerprint(input_base)
         return exec_properties
 
 
@@ -67,8 +68,14 @@ class MuraExampleGen(FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
     DRIVER_CLASS = MuraDriver
 
-    def __init__(self, data_root: str, config: DataConfig | None = None) -> None:
-        config = config or DataConfig()
+    def __init__(
+        self,
+        data_root: str | RuntimeParameter,
+        eval_fraction: float | RuntimeParameter = _DATA.eval_fraction,
+        split_salt: str | RuntimeParameter = _DATA.split_salt,
+        max_rejected_fraction: float | RuntimeParameter = _DATA.max_rejected_fraction,
+        data_fingerprint: str | Placeholder | None = None,
+    ) -> None:
         # The input split only feeds FileBasedDriver's bookkeeping; the reader decides the real splits.
         input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="mura", pattern="*.csv")])
         output_config = example_gen_pb2.Output(
@@ -82,9 +89,10 @@ class MuraExampleGen(FileBasedExampleGen):
             output_config=output_config,
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            eval_fraction=config.eval_fraction,
-            split_salt=config.split_salt,
-            max_rejected_fraction=config.max_rejected_fraction,
+            eval_fraction=eval_fraction,
+            split_salt=split_salt,
+            max_rejected_fraction=max_rejected_fraction,
+            data_fingerprint=data_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
             rejected=types.Channel(type=RejectedImages),
         )
