@@ -1,7 +1,11 @@
 """Server-side batching, as TF Serving's BatchingParameters: concurrent requests to the same signature are
 concatenated along the batch dimension, run once, and split back.
 
-A batch closes when it holds `max_batch_size` examples or its first request has waited `timeout` seconds.
+A batch closes when it holds `max_batch_size` examples or its first request has waited `timeout` seconds. Requests
+are queued per key (model name, signature); each request carries the model version that runs it, and only
+requests of one version (and of compatible shapes) share a batch. Nothing in a queue or a worker outlives the
+requests: a replaced version is released as soon as its last request is answered, and a worker whose queue stays
+empty for `idle_seconds` ends, so a signature or a model that is no longer asked for holds no thread either.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -17,61 +22,106 @@ import numpy as np
 
 Inputs = dict[str, np.ndarray]
 Run = Callable[[Inputs], Inputs]
+IDLE_SECONDS = 30.0
 
 
 @dataclass
 class _Task:
     inputs: Inputs
     size: int
+    group: Hashable  # the model version: only tasks of one group share a batch
+    run: Run
+    enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
 
 
-def _compatible(a: Inputs, b: Inputs) -> bool:
-    return a.keys() == b.keys() and all(a[k].shape[1:] == b[k].shape[1:] and a[k].dtype == b[k].dtype for k in a)
+def _compatible(a: _Task, b: _Task) -> bool:
+    return (
+        a.group == b.group
+        and a.inputs.keys() == b.inputs.keys()
+        and all(x.shape[1:] == b.inputs[k].shape[1:] and x.dtype == b.inputs[k].dtype for k, x in a.inputs.items())
+    )
 
 
 class Batcher:
-    """One queue and one worker thread per key (model version, signature)."""
+    """One queue and one worker thread per key, while the key has requests."""
 
-    def __init__(self, max_batch_size: int, timeout_seconds: float) -> None:
-        self.max_batch_size, self.timeout = max_batch_size, timeout_seconds
-        self._queues: dict[tuple, queue.Queue] = {}
+    def __init__(
+        self,
+        max_batch_size: int,
+        timeout_seconds: float,
+        idle_seconds: float = IDLE_SECONDS,
+        on_batch: Callable[[list[int], list[float]], None] | None = None,
+    ) -> None:
+        """`on_batch(sizes, waits)`: each request's size and seconds queued, once per batch run (for metrics)."""
+        self.max_batch_size, self.timeout, self.idle_seconds = max_batch_size, timeout_seconds, idle_seconds
+        self.on_batch = on_batch
+        self._queues: dict[Hashable, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
 
-    def submit(self, key: tuple, run: Run, inputs: Inputs) -> Inputs:
+    def submit(self, key: Hashable, group: Hashable, run: Run, inputs: Inputs) -> Inputs:
         sizes = {len(v) for v in inputs.values()}
         if self.max_batch_size <= 1 or len(sizes) != 1:
             return run(inputs)
-        task = _Task(inputs, sizes.pop())
-        self._queue(key, run).put(task)
+        task = _Task(inputs, sizes.pop(), group, run)
+        with self._lock:  # a worker retires under the same lock, so it never leaves a task behind
+            if key not in self._queues:
+                self._queues[key] = queue.SimpleQueue()
+                name = "batch-" + "-".join(map(str, key if isinstance(key, tuple) else (key,)))
+                threading.Thread(target=self._work, args=(key, self._queues[key]), name=name, daemon=True).start()
+            self._queues[key].put(task)
         return task.future.result()
 
-    def _queue(self, key: tuple, run: Run) -> queue.Queue:
+    def workers(self) -> int:
         with self._lock:
-            if key not in self._queues:
-                self._queues[key] = queue.Queue()
-                threading.Thread(target=self._work, args=(self._queues[key], run), daemon=True).start()
-            return self._queues[key]
+            return len(self._queues)
 
-    def _work(self, tasks: queue.Queue, run: Run) -> None:
+    def _work(self, key: Hashable, tasks: queue.SimpleQueue) -> None:
+        pending: deque[_Task] = deque()  # taken from the queue, waiting for a batch of their own version
         while True:
-            batch = [tasks.get()]
-            size = batch[0].size
-            deadline = time.monotonic() + self.timeout
-            while size < self.max_batch_size and (remaining := deadline - time.monotonic()) > 0:
+            if not pending:
                 try:
-                    task = tasks.get(timeout=remaining)
+                    pending.append(tasks.get(timeout=self.idle_seconds))
                 except queue.Empty:
-                    break
-                if size + task.size > self.max_batch_size or not _compatible(task.inputs, batch[0].inputs):
-                    self._run([task], run)  # does not fit this batch: runs on its own
+                    with self._lock:
+                        if tasks.empty():
+                            del self._queues[key]
+                            return
                     continue
+            batch = self._collect(pending, tasks)
+            self._run(batch)
+            del batch  # no reference to a task (its model) while waiting for the next one
+
+    def _collect(self, pending: deque[_Task], tasks: queue.SimpleQueue) -> list[_Task]:
+        """The oldest pending task and every task that may join it (pending or arriving before its deadline);
+        the others stay pending, in order."""
+        first = pending.popleft()
+        batch, size, others = [first], first.size, deque()
+
+        def offer(task: _Task) -> None:
+            nonlocal size
+            if size + task.size <= self.max_batch_size and _compatible(first, task):
                 batch.append(task)
                 size += task.size
-            self._run(batch, run)
+            else:
+                others.append(task)
 
-    @staticmethod
-    def _run(batch: list[_Task], run: Run) -> None:
+        while pending:
+            offer(pending.popleft())
+        deadline = first.enqueued + self.timeout
+        while size < self.max_batch_size and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                offer(tasks.get(timeout=remaining))
+            except queue.Empty:
+                break
+        pending.extend(others)
+        return batch
+
+    def _run(self, batch: list[_Task]) -> None:
+        if self.on_batch is not None:
+            now = time.monotonic()
+            self.on_batch([t.size for t in batch], [now - t.enqueued for t in batch])
+        run = batch[0].run
         try:
             if len(batch) == 1:
                 batch[0].future.set_result(run(batch[0].inputs))

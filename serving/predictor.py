@@ -53,7 +53,9 @@ class Predictor:
                 raise invalid(f"input '{key}' must be {expected[key].name}, got {value.dtype}")
         self._check_images(signature_name, inputs)
         try:
-            outputs = self.batcher.submit((model.version, signature_name), _runner(model, signature_name), inputs)
+            # Queued per signature; the version rides with the request, so no queue or worker keeps a version.
+            group = (model.version, id(model))
+            outputs = self.batcher.submit((model.name, signature_name), group, _runner(model, signature_name), inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise invalid(_first_line(error)) from None
         return outputs

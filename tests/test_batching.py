@@ -1,6 +1,10 @@
-"""Server-side batching: concurrent requests share one model call and each gets exactly its own rows back."""
+"""Server-side batching: concurrent requests share one model call and each gets exactly its own rows back; requests
+of two versions never share a call; nothing is kept once the requests are answered."""
 
+import gc
 import threading
+import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,7 +29,7 @@ def test_concurrent_requests_are_batched_and_split_back() -> None:
     batcher = Batcher(max_batch_size=32, timeout_seconds=0.2)
     requests = [np.arange(i, i + 3, dtype=np.float32) for i in range(0, 24, 3)]
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda x: batcher.submit(("m", 1), run, {"x": x}), requests))
+        results = list(pool.map(lambda x: batcher.submit(("m", "sig"), 1, run, {"x": x}), requests))
     for x, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result["y"], x * 10)
     assert sum(calls) == 24 and len(calls) < 8
@@ -35,12 +39,12 @@ def test_batches_never_exceed_the_maximum_and_batching_can_be_off() -> None:
     run, calls = recording_model()
     batcher = Batcher(max_batch_size=4, timeout_seconds=0.2)
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: batcher.submit(("m", 1), run, {"x": np.ones(2)}), range(8)))
+        list(pool.map(lambda i: batcher.submit(("m", "sig"), 1, run, {"x": np.ones(2)}), range(8)))
     assert max(calls) <= 4 and sum(calls) == 16
     run, calls = recording_model()
     off = Batcher(max_batch_size=1, timeout_seconds=0.2)
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: off.submit(("m", 1), run, {"x": np.ones(2)}), range(4)))
+        list(pool.map(lambda i: off.submit(("m", "sig"), 1, run, {"x": np.ones(2)}), range(4)))
     assert calls == [2, 2, 2, 2]
 
 
@@ -50,5 +54,45 @@ def test_a_failing_batch_fails_each_of_its_requests() -> None:
 
     batcher = Batcher(max_batch_size=8, timeout_seconds=0.05)
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(batcher.submit, ("m", 1), broken, {"x": np.ones(1)}) for _ in range(3)]
+        futures = [pool.submit(batcher.submit, ("m", "sig"), 1, broken, {"x": np.ones(1)}) for _ in range(3)]
     assert all(isinstance(f.exception(), ValueError) for f in futures)
+
+
+def test_requests_of_two_versions_share_a_queue_but_never_a_batch() -> None:
+    """One queue per signature: a version swap mid-traffic sends each request through the version it asked for."""
+    old, old_calls = recording_model()
+    new, new_calls = recording_model()
+    batcher = Batcher(max_batch_size=64, timeout_seconds=0.2)
+    versions = [(1, old), (2, new)] * 8
+    with ThreadPoolExecutor(16) as pool:
+        results = list(
+            pool.map(lambda vr: batcher.submit(("m", "sig"), vr[0], vr[1], {"x": np.full(2, vr[0], float)}), versions)
+        )
+    assert sum(old_calls) == sum(new_calls) == 16 and len(old_calls) + len(new_calls) < 16
+    for (version, _), result in zip(versions, results, strict=True):
+        np.testing.assert_array_equal(result["y"], [version * 10, version * 10])
+    assert batcher.workers() == 1
+
+
+class Model:
+    def __call__(self, inputs):
+        return {"y": inputs["x"] + 1}
+
+
+def test_an_idle_worker_ends_and_no_model_outlives_its_requests() -> None:
+    batches: list[tuple[list[int], list[float]]] = []
+    batcher = Batcher(max_batch_size=8, timeout_seconds=0.05, idle_seconds=0.2, on_batch=lambda *b: batches.append(b))
+    model = Model()
+    released = weakref.ref(model)
+    before = threading.active_count()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _, m=model: batcher.submit(("m", "sig"), 1, m, {"x": np.ones(1)}), range(4)))
+    del model
+    gc.collect()
+    assert released() is None, "the batcher keeps a model whose requests were all answered"
+    assert sum(len(sizes) for sizes, _ in batches) == 4 and all(w >= 0 for _, waits in batches for w in waits)
+    deadline = time.monotonic() + 10
+    while batcher.workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert batcher.workers() == 0 and threading.active_count() <= before
+    assert batcher.submit(("m", "sig"), 2, Model(), {"x": np.zeros(1)})["y"].tolist() == [1.0]  # a new worker
