@@ -90,7 +90,7 @@ def _kind(annotation: Any) -> str:
     if _optional(annotation):
         return f"{_kind(_optional(annotation))} or none"
     if typing.get_origin(annotation) is tuple:
-        (item, _) = typing.get_args(annotation)
+        item = typing.get_args(annotation)[0]
         return "a JSON list of lists" if typing.get_origin(item) is tuple else "a list (shell-quoted words)"
     return {bool: "true or false", int: "an integer", float: "a number", str: "text"}[annotation]
 
@@ -114,7 +114,7 @@ def parse_text(text: str, annotation: Any) -> Any:
             raise ValueError(f"expected true or false, got {text!r}")
         return word in _TRUE
     if typing.get_origin(annotation) is tuple:
-        (item, _) = typing.get_args(annotation)
+        item = typing.get_args(annotation)[0]
         return coerce(json.loads(text) if typing.get_origin(item) is tuple else shlex.split(text), annotation)
     return annotation(text.strip()) if annotation in (int, float) else text
 
@@ -125,10 +125,14 @@ def coerce(value: Any, annotation: Any) -> Any:
     if inner is not None:
         return None if value is None else coerce(value, inner)
     if typing.get_origin(annotation) is tuple:
-        (item, _) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
-        return tuple(coerce(v, item) for v in value)
+        items = typing.get_args(annotation)
+        if items[-1] is Ellipsis:  # tuple[X, ...]
+            return tuple(coerce(v, items[0]) for v in value)
+        if len(value) != len(items):
+            raise ValueError(f"expected {len(items)} items, got {value!r}")
+        return tuple(coerce(v, item) for v, item in zip(value, items, strict=True))
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -1,6 +1,7 @@
 """Settings from one source: defaults, profile, settings files, MURA_* variables and overrides, in that order,
 all derived from the dataclasses' fields; and the CLI flags made from the same fields."""
 
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from mura.config import PROFILES, TrainConfig, metadata_location
-from mura.settings import SettingsError, load_settings, setting_fields
+from mura.settings import SettingsError, format_value, load_settings, setting_fields
 
 
 def test_defaults_then_profile_then_file_then_environment_then_overrides(tmp_path: Path) -> None:
@@ -96,3 +97,14 @@ def test_the_cli_takes_flags_set_files_and_environment_alike(tmp_path: Path) -> 
     assert rows["gate.auc_floor"] == "0.75" and rows["train.image_size"] == str(PROFILES["smoke"].image_size)
     bad = CliRunner().invoke(main, ["pipeline", "run", "--set", "gate.auc_flor=0.9"])
     assert bad.exit_code == 2 and "did you mean gate.auc_floor" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_setting_round_trips_through_json_and_through_text(profile: str) -> None:
+    """What `mura kfp compile` records and `mura settings` prints can be read back as the same settings."""
+    settings = load_settings(profile, environ={}, overrides={"gate.body_part_auc_floor": "0.6"})
+    fields = setting_fields(settings)
+    as_json = json.loads(json.dumps({f.key: f.default for f in fields}))
+    assert load_settings(profile, environ={}, overrides=as_json) == settings
+    as_text = {f.key: format_value(f.default) for f in fields}
+    assert load_settings(profile, environ={}, overrides=as_text) == settings
