@@ -6,14 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from analysis.metadata import open_store
+from analysis.metadata import open_store, outputs_of
 from analysis.summaries import IngestionSummary, read_ingestion_summary
 from cli.main import main
 from mura.config import DataConfig, RunConfig, Settings
@@ -21,6 +21,7 @@ from mura.quality import DataQualityError
 from mura.reader import read_mura
 from pipeline.definition import create_pipeline
 from pipeline.run import run_ingestion
+from tests.run_records import completed
 from tests.trees import png_bytes
 
 FEATURES = {
@@ -44,7 +45,13 @@ def read_split(examples_uri: str, split: str) -> list[dict]:
 
 
 def test_examples_hold_every_accepted_image_by_patient_split(pipeline_run, sample_root: Path) -> None:
-    _, summary = pipeline_run
+    run, summary = pipeline_run
+    # The summary's examples are the Examples artifact MuraExampleGen's execution wrote, as ML Metadata records it.
+    store = open_store(run.metadata)
+    [example_gen] = completed(store, "MuraExampleGen")
+    examples = outputs_of(store, example_gen)["Examples"]
+    assert summary.examples_uri == examples.uri
+    assert json.loads(examples.properties["split_names"].string_value) == ["train", "eval", "test"]
     index = read_mura(sample_root, progress=False)
     expected = {r.source_path: r for r in index.images}
     seen, split_of_patient = {}, defaultdict(set)
@@ -77,7 +84,15 @@ def test_validation_found_no_anomaly_and_measured_drift(pipeline_run) -> None:
     _, summary = pipeline_run
     assert summary.anomalies == {"train": [], "eval": [], "test": []}
     assert {d["feature"] for d in summary.drift} == {"body_part", "label"}
-    assert all(0 <= d["distance"] <= 1 for d in summary.drift)
+    # Train against test, L-infinity between the two splits' value frequencies, as computed here from the examples.
+    train, test = read_split(summary.examples_uri, "train"), read_split(summary.examples_uri, "test")
+    for drift in summary.drift:
+        feature = drift["feature"]
+        in_train = Counter(example[feature] for example in train)
+        in_test = Counter(example[feature] for example in test)
+        expected = max(abs(in_train[v] / len(train) - in_test[v] / len(test)) for v in in_train | in_test)
+        assert drift["distance"] == pytest.approx(expected, abs=1e-4), feature
+        assert drift["exceeded"] == (expected > drift["threshold"]), feature
 
 
 def test_the_ingest_command_reports_a_cached_rerun(pipeline_run) -> None:
@@ -91,8 +106,10 @@ def test_the_ingest_command_reports_a_cached_rerun(pipeline_run) -> None:
         assert f"{split:<7}{count:>12}" in result.stdout
     assert f"Rejected: 0 of {summary.image_rows} image rows" in result.stdout
     assert "Anomalies: none" in result.stdout
-    executions = open_store(run.metadata).get_executions()
-    assert sum(e.type.endswith("MuraExampleGen") for e in executions) == 2  # the second one a cache hit
+    store = open_store(run.metadata)
+    example_gens = sorted((e for e in store.get_executions() if e.type.endswith("MuraExampleGen")), key=lambda e: e.id)
+    assert len(example_gens) >= 2 and example_gens[-1].last_known_state == example_gens[-1].CACHED
+    assert len(completed(store, "MuraExampleGen")) == 1  # read once, by the shared run
 
 
 def ingest(settings: Settings) -> IngestionSummary:

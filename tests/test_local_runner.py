@@ -1,5 +1,6 @@
 """TFX's own CLI with the Beam engine: `tfx pipeline create` + `tfx run create` on the tiny sample, a run
-killed during the Trainer, and a re-run that reuses what had finished and pushes exactly one version."""
+killed during the Trainer, and a re-run that reuses what had finished and pushes exactly one version. Settings reach
+it only through MURA_* variables and the settings file MURA_SETTINGS names; the Trainer trains with both."""
 
 import os
 import signal
@@ -12,6 +13,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from analysis.metadata import open_store
+from tests.conftest import TINY_TRAIN
+from tests.run_records import latest_trainer, trained_epochs
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +39,8 @@ def states(metadata: Path) -> dict[str, list[int]]:
 @pytest.fixture(scope="module")
 def environment(sample_root, tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("home")
+    settings = home / "settings.toml"
+    settings.write_text("[train]\nsteps_per_epoch = 2\n")  # the smoke profile's is 3
     venv_bin = str(Path(sys.executable).parent)
     return {
         **os.environ,
@@ -47,6 +52,8 @@ def environment(sample_root, tmp_path_factory) -> dict[str, str]:
         "MURA_RUN_PIPELINE_ROOT": str(home / "pipeline"),
         "MURA_GATE_STUDY_KAPPA_FLOOR": "-1",
         "MURA_GATE_AUC_FLOOR": "0",
+        "MURA_TRAIN_FINETUNE_EPOCHS": "2",  # the smoke profile's is 1
+        "MURA_SETTINGS": str(settings),
     }
 
 
@@ -55,7 +62,9 @@ def tfx(environment: dict[str, str], *args: str, **kwargs) -> subprocess.Complet
     return subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True, **kwargs)
 
 
-def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(environment) -> None:
+def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version_trained_as_the_settings_say(
+    environment,
+) -> None:
     created = tfx(
         environment,
         "pipeline",
@@ -103,3 +112,8 @@ def test_tfx_cli_run_interrupted_in_the_trainer_then_rerun_pushes_one_version(en
     served = Path(environment["MURA_RUN_PIPELINE_ROOT"]) / "serving" / "mura"
     assert sorted(os.listdir(served)) == ["1"]
     assert (served / "1" / "saved_model.pb").exists()
+    # What the variables and the settings file said is what the Trainer ran with (the profile gave the rest).
+    config, model_run = latest_trainer(str(metadata))
+    assert (config["finetune_epochs"], config["steps_per_epoch"]) == (2, 2)
+    assert (config["image_size"], config["base_weights"]) == (TINY_TRAIN.image_size, TINY_TRAIN.base_weights)
+    assert trained_epochs(model_run) == 2

@@ -1,18 +1,26 @@
-"""StudyEvaluator in the shared pipeline run: MURA's study-level table, the official CSV, the blessing."""
+"""StudyEvaluator in the shared pipeline run: MURA's study-level table, the official CSV, the blessing, checked
+against the trained model's own answers on the raw test images (tests/run_records.py) and sklearn."""
 
 import csv
 import dataclasses
-import glob
+import itertools
 import json
 import os
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from analysis.metadata import latest_execution, open_store, outputs_of, property_value
 from components.artifacts import StudyEvaluation
 from mura.layout import BODY_PARTS
+from mura.study_metrics import ImagePrediction, aggregate_studies, study_table
+from tests.conftest import TINY_TRAIN
+from tests.run_records import ServedImage, completed, served_test_images
+
+GROUPS = [*sorted(BODY_PARTS), "overall"]
 
 
 @pytest.fixture(scope="module")
@@ -23,31 +31,151 @@ def evaluation(pipeline_run):
     return outputs[StudyEvaluation.TYPE_NAME], outputs["ModelBlessing"]
 
 
-def test_the_table_has_every_body_part_and_overall(evaluation) -> None:
-    artifact, _ = evaluation
+@pytest.fixture(scope="module")
+def served(pipeline_run) -> tuple[ServedImage, ...]:
+    """The trained model's answers on the raw test images, through `serving_default`."""
+    run, _ = pipeline_run
+    return served_test_images(run.metadata)
+
+
+def report_rows(artifact) -> dict[str, dict]:
     report = json.loads(Path(artifact.uri, "study_metrics.json").read_text())
-    rows = {row["group"]: row for row in report["rows"]}
-    assert list(rows) == [*sorted(BODY_PARTS), "overall"]
-    assert all(-1.0 <= row["kappa"] <= 1.0 for row in rows.values())
-    assert rows["overall"]["studies"] == sum(rows[part]["studies"] for part in BODY_PARTS)
+    return {row["group"]: row for row in report["rows"]}
+
+
+def study_means(served: tuple[ServedImage, ...]) -> dict[str, tuple[str, int, float]]:
+    """Study id -> (body part, label, mean of its images' probabilities), computed here."""
+    grouped: dict[str, list[ServedImage]] = defaultdict(list)
+    for image in served:
+        grouped[image.study_id].append(image)
+    return {
+        study: (images[0].body_part, images[0].label, float(np.mean([i.probability for i in images])))
+        for study, images in sorted(grouped.items())
+    }
+
+
+def in_group(group: str, body_part: str) -> bool:
+    return group in ("overall", body_part)
+
+
+def sklearn_kappa(labels: list[int], verdicts: list[int]) -> float:
+    kappa = cohen_kappa_score(labels, verdicts, labels=[0, 1])
+    return 0.0 if np.isnan(kappa) else float(kappa)  # sklearn gives nan for 0/0, the project 0
+
+
+def test_the_table_has_every_body_part_and_overall(evaluation, sample_root: Path) -> None:
+    artifact, _ = evaluation
+    rows = report_rows(artifact)
+    assert list(rows) == GROUPS
+    with open(sample_root / "MURA-v1.1" / "valid_labeled_studies.csv") as handle:
+        studies = [row[0] for row in csv.reader(handle)]
+    for part in BODY_PARTS:
+        assert rows[part]["studies"] == sum(f"/{part}/" in study for study in studies), part
+    assert rows["overall"]["studies"] == len(studies)
     assert (rows["XR_WRIST"]["radiologist_kappa"], rows["XR_WRIST"]["paper_kappa"]) == (0.931, 0.931)
+    assert (rows["overall"]["radiologist_kappa"], rows["overall"]["paper_kappa"]) == (0.778, 0.705)
     with open(os.path.join(artifact.uri, "study_metrics.csv")) as handle:
-        assert next(csv.reader(handle)) == ["group", "studies", "kappa", "auroc", "radiologist_kappa", "paper_kappa"]
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == ["group", "studies", "kappa", "auroc", "radiologist_kappa", "paper_kappa"]
+    assert [row["group"] for row in table] == GROUPS
+    for row in table:  # the CSV says what the JSON says
+        expected = rows[row["group"]]
+        assert int(row["studies"]) == expected["studies"]
+        assert float(row["kappa"]) == pytest.approx(expected["kappa"])
+        if expected["auroc"] is None:
+            assert row["auroc"] == ""
+        else:
+            assert float(row["auroc"]) == pytest.approx(expected["auroc"])
 
 
-def test_the_official_predictions_cover_every_test_study_and_give_the_kappa(evaluation, sample_root: Path) -> None:
+def test_the_model_scores_differ_and_the_image_predictions_are_the_models_own(evaluation, served) -> None:
+    """image_predictions.csv holds, image by image, what the trained model answers on that image's bytes."""
+    probabilities = np.array([image.probability for image in served])
+    # Not one constant value: the checks below and the study-level AUROC then hinge on real, differing scores.
+    assert np.ptp(probabilities) > 1e-4, f"the model gives (nearly) one probability: {sorted(set(probabilities))}"
+    assert len(set(probabilities.tolist())) > len(probabilities) // 2
+    assert all(image.threshold == pytest.approx(TINY_TRAIN.threshold) for image in served)
+    assert all(image.abnormal == int(image.probability > image.threshold) for image in served)
+    artifact, _ = evaluation
+    with open(os.path.join(artifact.uri, "image_predictions.csv")) as handle:
+        rows = {row["source_path"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == sorted(image.source_path for image in served)
+    for image in served:
+        row = rows[image.source_path]
+        assert (row["study_id"], row["body_part"], int(row["label"])) == (image.study_id, image.body_part, image.label)
+        assert float(row["probability"]) == pytest.approx(image.probability, abs=1e-5), image.source_path
+
+
+def test_the_study_auroc_is_sklearns_on_the_means_of_the_models_probabilities(evaluation, served) -> None:
+    """AUROC needs no threshold: on scores that differ it checks the study means, labels and grouping for real."""
+    studies = study_means(served)
+    assert len({mean for _, _, mean in studies.values()}) == len(studies)  # no ties: every study is ranked
+    artifact, _ = evaluation
+    rows = report_rows(artifact)
+    for group in GROUPS:
+        members = [(label, mean) for part, label, mean in studies.values() if in_group(group, part)]
+        labels = [label for label, _ in members]
+        assert rows[group]["studies"] == len(members), group
+        if len(set(labels)) < 2:
+            assert rows[group]["auroc"] is None, group
+            continue
+        expected = roc_auc_score(labels, [mean for _, mean in members])
+        assert rows[group]["auroc"] == pytest.approx(expected, abs=1e-9), group
+    assert {label for _, label, _ in studies.values()} == {0, 1}  # so the overall AUROC above was checked
+    assert property_value(artifact.custom_properties, "overall_auroc") == pytest.approx(rows["overall"]["auroc"])
+
+
+def test_the_study_kappa_at_a_threshold_that_splits_the_studies_is_sklearns(served) -> None:
+    """The smoke model's probabilities differ by less than 0.01 and (in every run measured) sit below 0.5, so at its
+    threshold every study gets the same verdict and kappa is 0. Here the project's table is made from the same real
+    probabilities at a threshold between the study means, where kappa is not 0, and compared with sklearn's kappa
+    on verdicts made here."""
+    studies = study_means(served)
+    means = sorted(mean for _, _, mean in studies.values())
+    middles = [(low + high) / 2 for low, high in itertools.pairwise(means)]
+    labels = [label for _, label, _ in studies.values()]
+    # The median first, then the thresholds nearest to it: the first one at which the verdicts beat chance.
+    median = float(np.median(means))
+    for threshold in [median, *sorted(middles, key=lambda middle: abs(middle - median))]:
+        if sklearn_kappa(labels, [int(mean > threshold) for _, _, mean in studies.values()]) != 0:
+            break
+    else:
+        pytest.fail(f"no threshold between the study means gives a kappa other than 0: {studies}")
+
+    images = [ImagePrediction(i.study_id, i.body_part, i.label, i.probability) for i in served]
+    aggregated = aggregate_studies(images, threshold)
+    assert [(s.study_id, s.label, s.abnormal) for s in aggregated] == [
+        (study, label, int(mean > threshold)) for study, (_, label, mean) in studies.items()
+    ]
+    assert [s.probability for s in aggregated] == pytest.approx([mean for _, _, mean in studies.values()])
+    table = {row.group: row for row in study_table(aggregated)}
+    assert list(table) == GROUPS
+    for group in GROUPS:
+        members = [(label, int(mean > threshold)) for part, label, mean in studies.values() if in_group(group, part)]
+        expected = sklearn_kappa([label for label, _ in members], [verdict for _, verdict in members])
+        assert table[group].kappa == pytest.approx(expected, abs=1e-9), group
+    assert table["overall"].kappa != 0
+
+
+def test_the_official_predictions_are_the_models_study_verdicts_and_give_the_kappa(
+    evaluation, served, sample_root: Path
+) -> None:
     artifact, _ = evaluation
     with open(os.path.join(artifact.uri, "predictions.csv")) as handle:
         predictions = {row[0]: int(row[1]) for row in csv.reader(handle)}
     with open(sample_root / "MURA-v1.1" / "valid_labeled_studies.csv") as handle:
         truth = {row[0]: int(row[1]) for row in csv.reader(handle)}
     assert set(predictions) == set(truth)
-    assert set(predictions.values()) <= {0, 1}
+    # Each study's verdict is its images' mean probability, from the model itself, against the run's threshold.
+    by_study: dict[str, list[float]] = defaultdict(list)
+    for image in served:
+        by_study[image.source_path.rsplit("/", 1)[0] + "/"].append(image.probability)
     report = json.loads(Path(artifact.uri, "study_metrics.json").read_text())
-    overall = report["rows"][-1]["kappa"]
+    assert report["threshold"] == TINY_TRAIN.threshold
+    assert predictions == {study: int(np.mean(p) > report["threshold"]) for study, p in by_study.items()}
+    overall = report_rows(artifact)["overall"]["kappa"]
     studies = sorted(truth)
-    expected = cohen_kappa_score([truth[s] for s in studies], [predictions[s] for s in studies], labels=[0, 1])
-    assert overall == pytest.approx(0.0 if expected != expected else expected)  # sklearn gives nan for 0/0
+    assert overall == pytest.approx(sklearn_kappa([truth[s] for s in studies], [predictions[s] for s in studies]))
 
 
 def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:
@@ -57,7 +185,13 @@ def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:
     assert property_value(artifact.custom_properties, "overall_kappa") == pytest.approx(kappa)
     assert property_value(blessing.custom_properties, "blessed") == int(kappa > report["kappa_floor"])
     assert report["blessed"] == (kappa > report["kappa_floor"])
-    assert glob.glob(os.path.join(artifact.uri, "*.csv"))
+    assert report["kappa_floor"] == -1.0  # the shared run's: PERMISSIVE_GATE
+    assert sorted(os.listdir(artifact.uri)) == [
+        "image_predictions.csv",
+        "predictions.csv",
+        "study_metrics.csv",
+        "study_metrics.json",
+    ]
 
 
 def test_a_blessed_model_is_pushed_as_version_1_of_the_serving_root(pipeline_run, evaluation) -> None:
@@ -102,8 +236,9 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     assert property_value(pushed.custom_properties, "not_pushed_because") == "the study-level kappa floor"
     assert sorted(os.listdir(root / "serving" / "mura")) == ["1"]
     assert digest() == before
-    trainers = [e for e in store.get_executions() if e.type.endswith("Trainer")]
-    assert len(trainers) == 2 and trainers[-1].last_known_state == trainers[-1].CACHED
+    trainers = sorted((e for e in store.get_executions() if e.type.endswith("Trainer")), key=lambda e: e.id)
+    assert len(trainers) >= 2 and trainers[-1].last_known_state == trainers[-1].CACHED
+    assert len(completed(store, "Trainer")) == 1  # the same model was judged again, not a new one
 
 
 def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_run) -> None:
