@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -38,19 +39,30 @@ from mura.filesystem import absolute
     ("serving.poll_seconds", "--poll-seconds"),
     ("serving.max_image_pixels", "--max-image-pixels"),
     ("serving.max_request_bytes", "--max-request-bytes"),
+    ("serving.model_config_file", "--model-config-file"),
+    ("serving.model_config_file_poll_wait_seconds", "--model-config-file-poll-wait-seconds"),
+    ("serving.version_policy", "--version-policy"),
+    ("serving.version_labels", "--version-label"),
+    ("serving.allow_version_labels_for_unavailable_models", "--allow-version-labels-for-unavailable-models"),
     profile=False,
 )
 def serve(model_base_path: str | None, server: str, verbose: bool, settings: Settings) -> None:
-    """Serve the newest pushed model over TF Serving's gRPC and REST API.
+    """Serve pushed models over TF Serving's gRPC and REST API.
 
     Production runs TensorFlow Serving itself. Where its binary is missing (no Docker, no APT repository), the
     project's own server implements the same API (PredictionService, ModelService, /v1/models/...) over the same
-    folder: it serves the newest version, picks up new pushes without a restart, and batches concurrent requests.
+    folders: it serves the versions its version policy asks for (the newest by default), by number or label,
+    picks up new pushes and config changes without a restart, and batches concurrent requests.
     """
     from serving import tf_serving
 
     config = settings.serving
-    model_base_path = absolute(model_base_path or os.path.join(settings.run.serving, config.model_name))
+    if config.model_config_file:
+        if model_base_path:
+            raise click.UsageError("--model-base-path and --model-config-file exclude each other: the file names paths")
+        config = dataclasses.replace(config, model_config_file=absolute(config.model_config_file))
+    else:
+        model_base_path = absolute(model_base_path or os.path.join(settings.run.serving, config.model_name))
     binary = tf_serving.installed()
     if server == "tf-serving" and binary is None:
         raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")
@@ -59,26 +71,30 @@ def serve(model_base_path: str | None, server: str, verbose: bool, settings: Set
     _serve_locally(model_base_path, config, verbose)
 
 
-def _exec_tf_serving(binary: str, model_base_path: str, config: ServingConfig) -> None:
+def _exec_tf_serving(binary: str, model_base_path: str | None, config: ServingConfig) -> None:
     import tempfile
 
     from serving import tf_serving
 
     folder = tempfile.mkdtemp(prefix="mura-serving-")
-    models, batching = os.path.join(folder, "models.config"), os.path.join(folder, "batching.config")
-    Path(models).write_text(tf_serving.models_config(config.model_name, model_base_path))
+    models = config.model_config_file or os.path.join(folder, "models.config")
+    batching = os.path.join(folder, "batching.config")
+    if not config.model_config_file:
+        policy, labels = config.version_policy, config.version_labels
+        Path(models).write_text(tf_serving.models_config(config.model_name, model_base_path, policy, labels))
     Path(batching).write_text(tf_serving.batching_config(config))
     command = tf_serving.command(binary, config, models, batching)
     click.echo(f"TensorFlow Serving ({binary}): {' '.join(command[1:])}")
     os.execv(binary, command)
 
 
-def _serve_locally(model_base_path: str, config: ServingConfig, verbose: bool) -> None:
+def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: bool) -> None:
     import signal
     import threading
 
     quiet_tensorflow(verbose)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    from serving.errors import ServingError
     from serving.server import start
 
     click.echo(
@@ -89,11 +105,16 @@ def _serve_locally(model_base_path: str, config: ServingConfig, verbose: bool) -
         running = start(model_base_path, config)
     except OSError as error:
         raise click.ClickException(f"cannot listen on {config.host}: {error}") from None
-    served = running.store.current_version()
-    state = f"version {served}" if served else "no version yet (waiting for a push)"
-    click.echo(f"Model '{config.model_name}' from {model_base_path}: {state}")
+    except ServingError as error:
+        raise click.ClickException(f"the model config was refused: {error}") from None
+    for name in running.store.model_names():
+        served = running.store.current_version(name)
+        state = f"version {served}" if served else "no version yet (waiting for a push)"
+        source = config.model_config_file or model_base_path
+        click.echo(f"Model '{name}' from {source}: {state}")
+    names = running.store.model_names() or [config.model_name]
     click.echo(f"gRPC  {config.host}:{running.grpc_port}")
-    click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{config.model_name}", nl=True)
+    click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{names[0]}")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -160,12 +160,38 @@ class ServingConfig:
     batch_timeout_micros: int = setting(5000, "how long a batch waits to fill")
     max_request_bytes: int = setting(64 * 1024 * 1024, "larger requests are refused (413)")
     max_image_pixels: int = setting(40_000_000, "images that decode to more are refused (decompression bombs)")
+    model_config_file: str = setting(
+        "",
+        "a TF Serving ModelServerConfig text file (several models, version policies, labels); when set, the model "
+        "name, base path, version policy and labels settings are not used (--model_config_file)",
+    )
+    model_config_file_poll_wait_seconds: float = setting(
+        5.0, "how often that file is re-read and a change applied; 0: read once (--model_config_file_poll_wait_seconds)"
+    )
+    version_policy: str = setting(
+        "latest:1", "versions served: latest:N (the N newest), all, or specific:V1,V2 (model_version_policy)"
+    )
+    version_labels: tuple[str, ...] = setting(
+        (), "labels naming versions, LABEL=VERSION each, e.g. stable=3 canary=4 (version_labels)"
+    )
+    allow_version_labels_for_unavailable_models: bool = setting(
+        False, "a new label may name a version that is not loaded yet, as at startup (TF Serving's flag)"
+    )
 
     def __post_init__(self) -> None:
+        import re
+
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
+        if self.model_config_file_poll_wait_seconds < 0:
+            raise ValueError("model_config_file_poll_wait_seconds cannot be negative")
+        if not re.fullmatch(r"latest(:[1-9][0-9]*)?|all|specific:[0-9]+(,[0-9]+)*", self.version_policy):
+            raise ValueError(f"version_policy must be latest:N, all or specific:V1,V2, got {self.version_policy!r}")
+        for label in self.version_labels:
+            if not re.fullmatch(r"\w+=[0-9]+", label):
+                raise ValueError(f"a version label is LABEL=VERSION (LABEL of word characters), got {label!r}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """TF Serving's gRPC API on the project's server: PredictionService (Predict, GetModelMetadata) and
-ModelService (GetModelStatus), through the servicer classes of tensorflow-serving-api."""
+ModelService (GetModelStatus), through the servicer classes of tensorflow-serving-api; a model is asked for by
+`model_spec.version` or `model_spec.version_label`."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from concurrent import futures
 
 import grpc
@@ -10,6 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -18,42 +22,64 @@ from tensorflow_serving.apis import (
 
 from mura.signatures import SERVING_DEFAULT
 from serving.errors import ServingError, invalid
-from serving.model_store import AVAILABLE, END, LOADING
+from serving.model_store import AVAILABLE, END, LOADING, UNLOADING, LoadedModel
 from serving.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 _STATE = {
     LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
     AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+    UNLOADING: get_model_status_pb2.ModelVersionStatus.UNLOADING,
     END: get_model_status_pb2.ModelVersionStatus.END,
 }
+_ERROR_CODE = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
 SIGNATURE_DEF = "signature_def"
 
 
-def _version(model_spec) -> int | None:
-    if model_spec.version_label:
-        raise invalid("version labels are not supported by this server; ask for a version number")
-    return model_spec.version.value if model_spec.HasField("version") else None
+def _choice(model_spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) of a ModelSpec, whose version and version_label are a oneof."""
+    if not model_spec.name:
+        raise invalid("ModelSpec has no name specified.")
+    choice = model_spec.WhichOneof("version_choice")
+    version = model_spec.version.value if choice == "version" else None
+    return model_spec.name, version, model_spec.version_label if choice == "version_label" else None
 
 
-def _abort(context: grpc.ServicerContext, error: ServingError):
-    context.abort(error.code, str(error))
+def _observed(service: str):
+    """Turns ServingError into TF Serving's status, any other failure into INTERNAL."""
+
+    def decorate(method):
+        path = f"/tensorflow.serving.{service}/{method.__name__}"
+
+        @functools.wraps(method)
+        def wrapper(self, request, context: grpc.ServicerContext):
+            try:
+                return method(self, request, context)
+            except ServingError as error:
+                context.abort(error.code, str(error))
+            except Exception as error:
+                log.exception("Internal error in %s", path)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {error}")
+
+        return wrapper
+
+    return decorate
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
+    @_observed("PredictionService")
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext):
         try:
-            try:
-                inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
-            except (TypeError, ValueError) as error:
-                raise invalid(f"malformed input tensor: {error}") from None
-            spec = request.model_spec
-            model = self.predictor.store.get(spec.name, _version(spec))
-            outputs = self.predictor.predict(model, spec.signature_name, inputs)
-        except ServingError as error:
-            return _abort(context, error)
+            inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
+        except (TypeError, ValueError) as error:
+            raise invalid(f"malformed input tensor: {error}") from None
+        spec = request.model_spec
+        model: LoadedModel = self.predictor.store.get(*_choice(spec))
+        outputs = self.predictor.predict(model, spec.signature_name, inputs)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
@@ -64,13 +90,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         return response
 
+    @_observed("PredictionService")
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
-        try:
-            if list(request.metadata_field) != [SIGNATURE_DEF]:
-                raise invalid(f"Metadata field {list(request.metadata_field)} is not supported; use signature_def")
-            model = self.predictor.store.get(request.model_spec.name, _version(request.model_spec))
-        except ServingError as error:
-            return _abort(context, error)
+        if list(request.metadata_field) != [SIGNATURE_DEF]:
+            raise invalid(f"Metadata field {list(request.metadata_field)} is not supported; use signature_def")
+        model = self.predictor.store.get(*_choice(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
@@ -82,14 +106,15 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
+    @_observed("ModelService")
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):
-        try:
-            states = self.predictor.store.states(request.model_spec.name, _version(request.model_spec))
-        except ServingError as error:
-            return _abort(context, error)
+        states = self.predictor.store.states(*_choice(request.model_spec))
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, state in sorted(states.items()):
-            response.model_version_status.add(version=version, state=_STATE[state], status=status_pb2.StatusProto())
+            status = status_pb2.StatusProto(
+                error_code=_ERROR_CODE[state.error_code].number, error_message=state.error_message
+            )
+            response.model_version_status.add(version=version, state=_STATE[state.state], status=status)
         return response
 
 

@@ -1,5 +1,6 @@
-"""TF Serving's REST API on the project's server: model status, metadata, and predict, with TF Serving's error
-body (`{"error": ...}`) and status codes. Every failure is answered; the server keeps serving."""
+"""TF Serving's REST API on the project's server: model status, metadata, and predict, by version number or version
+label, with TF Serving's error body (`{"error": ...}`) and status codes. Every failure is answered; the server keeps
+serving."""
 
 from __future__ import annotations
 
@@ -9,24 +10,32 @@ import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 import grpc
 from google.protobuf import json_format
 
 from serving.errors import ServingError, invalid, not_found
+from serving.model_store import LoadedModel
 from serving.predictor import Predictor, input_dtypes
 from serving.rest_format import format_response, parse_request
 
 log = logging.getLogger(__name__)
 
-_MODEL = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
-STATUS = re.compile(_MODEL + r"$")
-METADATA = re.compile(_MODEL + r"/metadata$")
-PREDICT = re.compile(_MODEL + r":predict$")
+# TF Serving's own patterns (http_rest_api_util.cc): a version number or a version label, case-insensitive.
+_CHOICE = r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+PREDICT = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _CHOICE + r":(?P<method>classify|regress|predict)", re.I)
+STATUS = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?" + _CHOICE + r"(?:/(?P<sub>metadata))?", re.I)
+MAX_VERSION = 2**63 - 1
 
 
-def _version(match: re.Match) -> int | None:
-    return int(match["version"]) if match["version"] else None
+def _choice(match: re.Match) -> tuple[str, int | None, str | None]:
+    """(model name, version, label) of a matched path, URL-decoded as TF Serving decodes them."""
+    version = match["version"]
+    if version is not None and int(version) > MAX_VERSION:
+        raise invalid(f"Failed to convert version: {version} to numeric.")
+    label = unquote(match["label"]) if match["label"] is not None else None
+    return unquote(match["name"] or ""), int(version) if version is not None else None, label
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -47,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _guarded(self, handle) -> None:
         try:
-            self._reply(HTTPStatus.OK, handle())
+            self._reply(HTTPStatus.OK, handle(self.path.split("?", 1)[0]))
         except ServingError as error:
             self._reply(error.http_status, {"error": str(error)})
         except Exception as error:  # a fault of the server itself, never of the request
@@ -60,33 +69,44 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._guarded(self._post)
 
-    def _get(self) -> dict:
-        if match := METADATA.match(self.path):
-            model = self.predictor.store.get(match["name"], _version(match))
+    def _get(self, path: str) -> dict:
+        match = STATUS.fullmatch(path)
+        if not match:
+            raise _malformed("GET", path)
+        name, version, label = _choice(match)
+        if not name:
+            raise invalid("Missing model name in request.")
+        if match["sub"]:
+            model = self.predictor.store.get(name, version, label)
             signatures = json_format.MessageToDict(model.signature_def_map(), preserving_proto_field_name=True)
             return {
                 "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
                 "metadata": {"signature_def": signatures},
             }
-        if match := STATUS.match(self.path):
-            states = self.predictor.store.states(match["name"], _version(match))
-            return {
-                "model_version_status": [
-                    {"version": str(v), "state": s, "status": {"error_code": "OK", "error_message": ""}}
-                    for v, s in sorted(states.items(), reverse=True)
-                ]
-            }
-        raise not_found(f"Malformed request: GET {self.path}")
+        states = self.predictor.store.states(name, version, label)
+        return {
+            "model_version_status": [
+                {
+                    "version": str(v),
+                    "state": s.state,
+                    "status": {"error_code": s.error_code, "error_message": s.error_message},
+                }
+                for v, s in sorted(states.items(), reverse=True)
+            ]
+        }
 
     def _discard(self, length: int, chunk: int = 1 << 16) -> None:
         remaining = min(length, 16 * self.max_request_bytes)
         while remaining > 0 and (data := self.rfile.read(min(chunk, remaining))):
             remaining -= len(data)
 
-    def _post(self) -> dict:
-        match = PREDICT.match(self.path)
+    def _post(self, path: str) -> dict:
+        match = PREDICT.fullmatch(path)
         if not match:
-            raise not_found(f"Malformed request: POST {self.path}")
+            raise _malformed("POST", path)
+        name, version, label = _choice(match)
+        if match["method"].lower() != "predict":
+            raise invalid(f"{match['method']} is not served by this server, which implements TF Serving's predict API")
         length = int(self.headers.get("Content-Length") or 0)
         if length > self.max_request_bytes:
             self._discard(length)  # read, not kept: the client then sees the answer instead of a broken pipe
@@ -100,10 +120,16 @@ class _Handler(BaseHTTPRequestHandler):
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise invalid(f"JSON Parse error: {error}") from None
         signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
-        model = self.predictor.store.get(match["name"], _version(match))
+        model: LoadedModel = self.predictor.store.get(name, version, label)
         dtypes = input_dtypes(self.predictor.signature(model, signature_name))
         inputs, kind = parse_request(body, dtypes)
         return format_response(self.predictor.predict(model, signature_name, inputs), kind)
+
+
+def _malformed(method: str, path: str) -> ServingError:
+    """TF Serving answers a path under /v1/ that names no API with 400, and any other path with 404."""
+    message = f"Malformed request: {method} {path}"
+    return invalid(message) if path.lower().startswith("/v1/") else not_found(message)
 
 
 def rest_server(predictor: Predictor, host: str, port: int, max_request_bytes: int) -> tuple[ThreadingHTTPServer, int]:

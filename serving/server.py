@@ -1,7 +1,8 @@
-"""The project's own server for machines without TF Serving: the same gRPC and REST API over the same folder.
+"""The project's own server for machines without TF Serving: the same gRPC and REST API over the same folders.
 
 Production runs TensorFlow Serving itself (kubernetes/); this one exists because TF Serving's binary needs
-Docker or its APT repository, which many users and CI machines do not have.
+Docker or its APT repository, which many users and CI machines do not have. It reads the same ModelServerConfig:
+the one `serving.tf_serving.models_config` writes from the settings, or the user's `model_config_file`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import logging
 from dataclasses import dataclass
 
 from mura.config import ServingConfig
+from mura.filesystem import absolute
 from serving.grpc_service import grpc_server
+from serving.model_config import parse
 from serving.model_store import ModelStore
 from serving.predictor import Predictor
 from serving.rest_service import rest_server
+from serving.tf_serving import models_config
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LocalServer:
     store: ModelStore
+    predictor: Predictor
     grpc_port: int
     rest_port: int
     _grpc: object
@@ -33,11 +38,25 @@ class LocalServer:
         self._rest.server_close()
 
 
-def start(model_base_path: str, config: ServingConfig) -> LocalServer:
-    """Loads the newest version (waiting for one if the folder is still empty) and starts both transports."""
-    store = ModelStore(model_base_path, config.model_name, config.poll_seconds).start()
+def model_store(model_base_path: str | None, config: ServingConfig) -> ModelStore:
+    """The models to serve: the config file's when the settings name one, else one model from the settings."""
+    options = {"allow_labels_for_unavailable": config.allow_version_labels_for_unavailable_models}
+    if config.model_config_file:
+        poll = config.model_config_file_poll_wait_seconds
+        return ModelStore.from_file(config.model_config_file, config.poll_seconds, config_poll_seconds=poll, **options)
+    if not model_base_path:
+        raise ValueError("a model base path or a model config file is needed")
+    base_path = absolute(model_base_path)
+    text = models_config(config.model_name, base_path, config.version_policy, config.version_labels)
+    return ModelStore(parse(text), config.poll_seconds, **options)
+
+
+def start(model_base_path: str | None, config: ServingConfig) -> LocalServer:
+    """Loads the versions the config asks for (waiting for a push if a folder is still empty) and starts both
+    transports; a config TF Serving would refuse raises its ServingError."""
+    store = model_store(model_base_path, config).start()
     predictor = Predictor(store, config)
     grpc, grpc_port = grpc_server(predictor, config.host, config.grpc_port, config.max_request_bytes)
     rest, rest_port = rest_server(predictor, config.host, config.rest_port, config.max_request_bytes)
     log.info("gRPC on %s:%d, REST on %s:%d", config.host, grpc_port, config.host, rest_port)
-    return LocalServer(store, grpc_port, rest_port, grpc, rest)
+    return LocalServer(store, predictor, grpc_port, rest_port, grpc, rest)

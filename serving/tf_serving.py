@@ -1,7 +1,8 @@
 """TensorFlow Serving's own configuration for this model, and the command that runs the real server.
 
 `kubernetes/base/models.config` and `batching.config` are what these functions write for the Kubernetes layout
-(`/models/mura`, checked by a test); `mura serve` writes its own copies pointing at the local model folder.
+(`/models/mura`, checked by a test); `mura serve` writes its own copies pointing at the local model folder, and
+the project's server reads the same models.config (or the user's config file) through `serving.model_config`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from mura.config import ServingConfig
+from serving.model_config import TENSORFLOW, labels_from_setting, policy_from_setting
 
 BINARY = "tensorflow_model_server"
 NUM_BATCH_THREADS = 2  # one per core of the machines this runs on
 
 
-def models_config(model_name: str, base_path: str) -> str:
-    """ModelServerConfig text proto: one TensorFlow model, the newest version served."""
+def models_config(
+    model_name: str, base_path: str, version_policy: str = "latest:1", version_labels: tuple[str, ...] = ()
+) -> str:
+    """ModelServerConfig text proto: one TensorFlow model, the versions its policy asks for (the newest by
+    default), and its version labels (settings' forms: `latest:2`, `("stable=3", "canary=4")`)."""
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform="tensorflow")
-    model.model_version_policy.latest.num_versions = 1
+    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform=TENSORFLOW)
+    model.model_version_policy.CopyFrom(policy_from_setting(version_policy))
+    for label, version in labels_from_setting(version_labels).items():
+        model.version_labels[label] = version
     return text_format.MessageToString(config)
 
 
@@ -39,8 +46,14 @@ def installed() -> str | None:
     return shutil.which(BINARY)
 
 
-def command(binary: str, config: ServingConfig, models_config_path: str, batching_config_path: str) -> list[str]:
-    return [
+def command(
+    binary: str,
+    config: ServingConfig,
+    models_config_path: str,
+    batching_config_path: str,
+) -> list[str]:
+    """tensorflow_model_server's arguments for these settings (a config file given in the settings is polled)."""
+    arguments = [
         binary,
         f"--port={config.grpc_port}",
         f"--rest_api_port={config.rest_port}",
@@ -51,3 +64,9 @@ def command(binary: str, config: ServingConfig, models_config_path: str, batchin
         f"--batching_parameters_file={batching_config_path}",
         "--enable_model_warmup=true",
     ]
+    if config.model_config_file and config.model_config_file_poll_wait_seconds > 0:
+        poll = max(1, round(config.model_config_file_poll_wait_seconds))
+        arguments.append(f"--model_config_file_poll_wait_seconds={poll}")
+    if config.allow_version_labels_for_unavailable_models:
+        arguments.append("--allow_version_labels_for_unavailable_models=true")
+    return arguments
