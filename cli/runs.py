@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +27,18 @@ def pipeline() -> None:
     """Run the whole TFX pipeline: ingestion, validation, Transform, Trainer, study evaluation, push."""
 
 
+# `mura pipeline run`'s exit codes, for scripts: a push, a refusal by the gate, a run that failed.
+PUSHED, REFUSED, FAILED = 0, 3, 4
+
+
 @pipeline.command("run")
-@click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs (training progress among them).")
+@click.option("--verbose", is_flag=True, help="Show every TFX, Beam and TensorFlow log line instead of the progress.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the summary here: both tables, the verdict, where the model went or what stopped it.",
+)
 @with_settings(
     ("run.data_root", "--data-root"),
     ("run.pipeline_root", "--pipeline-root"),
@@ -37,26 +50,55 @@ def pipeline() -> None:
     ("gate.auc_min_change", "--auc-min-change"),
     ("run.beam_args", "--beam-arg"),
 )
-def pipeline_run(verbose: bool, settings: Settings) -> None:
+def pipeline_run(verbose: bool, json_file: Path | None, settings: Settings) -> None:
     """Run ExampleGen -> validation -> Transform -> Trainer -> TFMA and study evaluation -> push, locally with Beam.
 
     A model is pushed only when TFMA's thresholds (AUC floors, and no worse than the model being served) and
-    the study-level kappa floor all pass. Prints TFMA's image-level table, MURA's study-level table (kappa and
-    AUROC per body part, with the paper's values beside them), and where the model went, or why it did not.
+    the study-level kappa floor all pass. Prints each component as it runs and one line per training epoch, then
+    TFMA's image-level table, MURA's study-level table (kappa and AUROC per body part, with the paper's values
+    beside them), and where the model went, or why it did not.
+
+    Exit codes: 0 a model was pushed, 3 the gate refused the model, 4 the run failed (bad data, a failed
+    component), 2 wrong settings or flags.
     """
     quiet_tensorflow(verbose)
     from analysis.summaries import read_pipeline_summary
+    from cli.progress import show_progress
     from pipeline.run import run_pipeline
 
     run = settings.run
     click.echo(
         f"Running the pipeline on {run.data_root} with the {settings.profile} profile (Beam, {run.pipeline_root})"
     )
+    progress = None if verbose else show_progress(click.echo)
+    started = time.monotonic()
     try:
         run_pipeline(settings)
     except (DataQualityError, MuraLayoutError) as error:
-        raise click.ClickException(str(error)) from None
-    _print_results(read_pipeline_summary(run.metadata))
+        _fail(str(error), json_file)
+    except Exception as error:  # a component failed: say which, and where its full log is
+        where = f" in {progress.current}" if progress and progress.current else ""
+        hint = "" if verbose else " (run again with --verbose for every log line)"
+        _fail(f"the pipeline failed{where}: {type(error).__name__}: {error}{hint}", json_file)
+    summary = read_pipeline_summary(run.metadata)
+    _print_results(summary)
+    click.echo(f"\nThe whole run took {time.monotonic() - started:.0f} s.")
+    if json_file:
+        _write_json(json_file, {"verdict": "pushed" if summary.pushed_to else "refused", **asdict(summary)})
+    if not summary.pushed_to:
+        raise SystemExit(REFUSED)
+
+
+def _fail(message: str, json_file: Path | None) -> None:
+    if json_file:
+        _write_json(json_file, {"verdict": "failed", "error": message})
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(FAILED)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2, default=str) + "\n")
 
 
 def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:

@@ -6,7 +6,9 @@ model's real AUCs, so the verdicts hinge on measured figures, not on a constant 
 import dataclasses
 import hashlib
 import itertools
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -153,11 +155,27 @@ def second_run(pipeline_run, weights_file, tmp_path_factory: pytest.TempPathFact
     run, _ = pipeline_run
     root = tmp_path_factory.mktemp("second") / "pipeline"
     shutil.copytree(run.pipeline_root, root)
-    args = ["pipeline", "run", "--verbose", "--profile", "smoke", "--data-root", run.data_root]
+    args = ["pipeline", "run", "--profile", "smoke", "--data-root", run.data_root, "--json", str(root / "run.json")]
     args += ["--pipeline-root", str(root), "--kappa-floor", "-1", "--auc-floor", "0", "--auc-min-change", "-1"]
     args += ["--set", "train.finetune_epochs=2", "--set", f"train.base_weights={weights_file[0]}"]
     result = CliRunner().invoke(main, args)
     return root, str(root / "metadata.sqlite"), result
+
+
+def test_the_run_shows_its_progress_and_writes_its_summary(second_run) -> None:
+    """Without --verbose: each component as it runs (from the cache, or how long it took) and one line per
+    epoch; the exit code says pushed, and --json holds the verdict and where the model went."""
+    root, _, result = second_run
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = result.output.splitlines()
+    assert any(line.endswith("MuraExampleGen: from TFX's cache") for line in lines)
+    assert any(re.search(r"Trainer: done in \d+\.\d s$", line) for line in lines)
+    epochs = [line for line in lines if re.match(r"\s+epoch \d/2  loss \d", line)]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"] and "eval AUC" in epochs[0]
+    assert not any("I tensorflow" in line or "INFO:" in line for line in lines)  # TFX's own logs stay hidden
+    summary = json.loads((root / "run.json").read_text())
+    assert summary["verdict"] == "pushed" and summary["pushed_to"] == str(root / "serving" / "mura" / "2")
+    assert summary["table"][-1]["group"] == "overall" and summary["tfma_failures"] == []
 
 
 def test_set_options_reach_the_trainer_which_trains_from_the_weights_file(second_run, weights_file) -> None:

@@ -2,7 +2,6 @@
 against the trained model's own answers on the raw test images (tests/run_records.py) and sklearn."""
 
 import csv
-import dataclasses
 import itertools
 import json
 import os
@@ -207,28 +206,33 @@ def test_a_blessed_model_is_pushed_as_version_1_of_the_serving_root(pipeline_run
 
 
 def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipeline_run, tmp_path: Path) -> None:
-    """The same run again with an unreachable kappa floor: upstream comes from TFX's cache, the gate says no."""
+    """The same run again, through the CLI, with an unreachable kappa floor: upstream comes from TFX's cache, the
+    gate says no, the command exits 3 and its summary names the floor."""
     import hashlib
     import shutil
 
-    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    from click.testing import CliRunner
 
-    from pipeline.definition import create_pipeline
-    from tests.conftest import PERMISSIVE_GATE, tiny_settings
+    from cli.main import main
 
     run, _ = pipeline_run
     root = tmp_path / "rerun"
     shutil.copytree(run.pipeline_root, root)  # metadata and serving root; cached artifacts stay where they are
-    rerun = dataclasses.replace(run, pipeline_root=str(root))
 
     def digest() -> str:
         files = sorted((root / "serving").rglob("*"))
         return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
 
     before = digest()
-    gate = dataclasses.replace(PERMISSIVE_GATE, study_kappa_floor=1.01)
-    BeamDagRunner().run(create_pipeline(tiny_settings(rerun, gate=gate)))
-    store = open_store(rerun.metadata)
+    args = ["pipeline", "run", "--profile", "smoke", "--data-root", run.data_root, "--pipeline-root", str(root)]
+    args += ["--kappa-floor", "1.01", "--auc-floor", "0", "--json", str(tmp_path / "run.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3, (result.output, result.exception)
+    assert "is not above the floor 1.01" in result.output
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert (summary["verdict"], summary["pushed_to"], summary["blessed"]) == ("refused", "", False)
+    assert summary["kappa_floor"] == 1.01
+    store = open_store(str(root / "metadata.sqlite"))
     blessing = outputs_of(store, latest_execution(store, "StudyEvaluator"))["ModelBlessing"]
     pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]
     assert property_value(blessing.custom_properties, "blessed") == 0
@@ -241,9 +245,24 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     assert len(completed(store, "Trainer")) == 1  # the same model was judged again, not a new one
 
 
+@pytest.mark.e2e
+def test_a_run_that_fails_exits_4_and_says_why(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    (tmp_path / "not-mura").mkdir()
+    args = ["pipeline", "run", "--data-root", str(tmp_path / "not-mura"), "--pipeline-root", str(tmp_path / "p")]
+    result = CliRunner().invoke(main, [*args, "--json", str(tmp_path / "run.json")])
+    assert result.exit_code == 4, (result.output, result.exception)
+    assert "is not a MURA-v1.1 folder" in result.output and "Traceback" not in result.output
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["verdict"] == "failed" and "MURA-v1.1" in summary["error"]
+
+
 def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_run) -> None:
     """The shared run again through the CLI: training is a cache hit; the Evaluator now compares the model with
-    itself as the latest blessed one, and the same model is not pushed twice."""
+    itself as the served one, and the same model is not pushed twice."""
     import subprocess
     import sys
 
@@ -257,6 +276,7 @@ def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_ru
         assert part in result.stdout
     assert "overall" in result.stdout and "0.705" in result.stdout  # the paper's model beside ours
     assert f"Pushed to {os.path.join(run.serving, 'mura', '1')}" in result.stdout
+    assert "Trainer: from TFX's cache" in result.stdout and "The whole run took" in result.stdout
     assert "predictions.csv" in result.stdout
     assert "Image-level results on the test split (TFMA)" in result.stdout
     assert sorted(os.listdir(os.path.join(run.serving, "mura"))) == ["1"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
+import time
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -30,6 +32,7 @@ from mura.signatures import (
 )
 
 # What the Trainer reads of Transform's output; study_id and source_path are for the evaluators.
+PROGRESS_LOGGER = "mura.training"  # EpochProgress's lines: what `mura pipeline run` shows of training
 TRAINER_FEATURES = (features.PIXELS, features.LABEL, features.BODY_PART)
 # fn_args.data_accessor.tf_dataset_factory: (file patterns, options, schema) -> batches of parsed features.
 DatasetFactory = Callable[[list[str], tfxio.TensorFlowDatasetOptions, schema_pb2.Schema], tf.data.Dataset]
@@ -106,8 +109,38 @@ def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float)
     )
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch (loss, AUC on train and eval, seconds, the time left at this pace) on its own logger, so
+    `mura pipeline run` shows training without TensorFlow's other logs."""
+
+    def __init__(self, total_epochs: int) -> None:
+        super().__init__()
+        self.total, self.seconds = total_epochs, []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.seconds.append(time.monotonic() - self.started)
+        left = (self.total - epoch - 1) * sum(self.seconds) / len(self.seconds)
+        pylogging.getLogger(PROGRESS_LOGGER).info(
+            "epoch %d/%d  loss %.4f  AUC %.3f  eval loss %.4f  eval AUC %.3f  %.0f s  ~%.0f s left at most",
+            epoch + 1,
+            self.total,
+            logs.get("loss", float("nan")),
+            logs.get("auc", float("nan")),
+            logs.get("val_loss", float("nan")),
+            logs.get("val_auc", float("nan")),
+            self.seconds[-1],
+            left,
+        )
+
+
 def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_dir: str) -> None:
+    total_epochs = sum(epochs for _, epochs, _ in schedule(config))
     callbacks = [
+        EpochProgress(total_epochs),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
@@ -129,7 +162,7 @@ def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_di
             steps_per_epoch=config.steps_per_epoch or None,
             validation_steps=config.eval_steps or None,
             callbacks=callbacks,
-            verbose=2,
+            verbose=0,  # EpochProgress says it once, on a logger of its own
         )
         epoch += epochs
 
