@@ -27,7 +27,8 @@ from mura.filesystem import absolute
     show_default=True,
     help="auto: TensorFlow Serving when tensorflow_model_server is on PATH, else the project's server.",
 )
-@click.option("--verbose", is_flag=True, help="Log every request and TensorFlow's messages.")
+@click.option("--verbose", is_flag=True, help="Log at DEBUG, TensorFlow's messages included.")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors: no access log line per request.")
 @with_settings(
     ("run.pipeline_root", "--pipeline-root"),
     ("serving.model_name", "--model-name"),
@@ -44,15 +45,17 @@ from mura.filesystem import absolute
     ("serving.version_policy", "--version-policy"),
     ("serving.version_labels", "--version-label"),
     ("serving.allow_version_labels_for_unavailable_models", "--allow-version-labels-for-unavailable-models"),
+    ("serving.monitoring_path", "--monitoring-path"),
     profile=False,
 )
-def serve(model_base_path: str | None, server: str, verbose: bool, settings: Settings) -> None:
+def serve(model_base_path: str | None, server: str, verbose: bool, quiet: bool, settings: Settings) -> None:
     """Serve pushed models over TF Serving's gRPC and REST API.
 
     Production runs TensorFlow Serving itself. Where its binary is missing (no Docker, no APT repository), the
     project's own server implements the same API (PredictionService, ModelService, /v1/models/...) over the same
     folders: it serves the versions its version policy asks for (the newest by default), by number or label,
-    picks up new pushes and config changes without a restart, and batches concurrent requests.
+    picks up new pushes and config changes without a restart, batches concurrent requests, and exports
+    Prometheus metrics.
     """
     from serving import tf_serving
 
@@ -68,7 +71,7 @@ def serve(model_base_path: str | None, server: str, verbose: bool, settings: Set
         raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")
     if server != "local" and binary is not None:
         _exec_tf_serving(binary, model_base_path, config)
-    _serve_locally(model_base_path, config, verbose)
+    _serve_locally(model_base_path, config, verbose, quiet)
 
 
 def _exec_tf_serving(binary: str, model_base_path: str | None, config: ServingConfig) -> None:
@@ -78,22 +81,25 @@ def _exec_tf_serving(binary: str, model_base_path: str | None, config: ServingCo
 
     folder = tempfile.mkdtemp(prefix="mura-serving-")
     models = config.model_config_file or os.path.join(folder, "models.config")
-    batching = os.path.join(folder, "batching.config")
+    batching, monitoring = os.path.join(folder, "batching.config"), os.path.join(folder, "monitoring.config")
     if not config.model_config_file:
         policy, labels = config.version_policy, config.version_labels
         Path(models).write_text(tf_serving.models_config(config.model_name, model_base_path, policy, labels))
     Path(batching).write_text(tf_serving.batching_config(config))
-    command = tf_serving.command(binary, config, models, batching)
+    if config.monitoring_path:
+        Path(monitoring).write_text(tf_serving.monitoring_config(config.monitoring_path))
+    command = tf_serving.command(binary, config, models, batching, monitoring if config.monitoring_path else "")
     click.echo(f"TensorFlow Serving ({binary}): {' '.join(command[1:])}")
     os.execv(binary, command)
 
 
-def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: bool) -> None:
+def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: bool, quiet: bool) -> None:
     import signal
     import threading
 
     quiet_tensorflow(verbose)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("serving").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     from serving.errors import ServingError
     from serving.server import start
 
@@ -115,6 +121,8 @@ def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: 
     names = running.store.model_names() or [config.model_name]
     click.echo(f"gRPC  {config.host}:{running.grpc_port}")
     click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{names[0]}")
+    if config.monitoring_path:
+        click.echo(f"Metrics http://{config.host}:{running.rest_port}{config.monitoring_path}", nl=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

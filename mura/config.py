@@ -177,6 +177,9 @@ class ServingConfig:
     allow_version_labels_for_unavailable_models: bool = setting(
         False, "a new label may name a version that is not loaded yet, as at startup (TF Serving's flag)"
     )
+    monitoring_path: str = setting(
+        "/monitoring/prometheus/metrics", "Prometheus metrics on the REST port at this path; empty: none"
+    )
 
     def __post_init__(self) -> None:
         import re
@@ -192,6 +195,8 @@ class ServingConfig:
         for label in self.version_labels:
             if not re.fullmatch(r"\w+=[0-9]+", label):
                 raise ValueError(f"a version label is LABEL=VERSION (LABEL of word characters), got {label!r}")
+        if self.monitoring_path and not self.monitoring_path.startswith("/"):
+            raise ValueError(f"monitoring_path must start with /, got {self.monitoring_path!r}")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """TF Serving's gRPC API on the project's server: PredictionService (Predict, GetModelMetadata) and
 ModelService (GetModelStatus), through the servicer classes of tensorflow-serving-api; a model is asked for by
-`model_spec.version` or `model_spec.version_label`."""
+`model_spec.version` or `model_spec.version_label`. Each call is counted (Predict as TF Serving counts it) and
+access-logged."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from concurrent import futures
 
 import grpc
@@ -22,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from mura.signatures import SERVING_DEFAULT
 from serving.errors import ServingError, invalid
+from serving.metrics import log_access
 from serving.model_store import AVAILABLE, END, LOADING, UNLOADING, LoadedModel
 from serving.predictor import Predictor
 
@@ -46,21 +49,30 @@ def _choice(model_spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | Non
     return model_spec.name, version, model_spec.version_label if choice == "version_label" else None
 
 
-def _observed(service: str):
-    """Turns ServingError into TF Serving's status, any other failure into INTERNAL."""
+def _observed(service: str, api: str = ""):
+    """Turns ServingError into TF Serving's status, any other failure into INTERNAL; counts the call (when `api`
+    names it, as TF Serving counts Predict) and writes its access log line."""
 
     def decorate(method):
         path = f"/tensorflow.serving.{service}/{method.__name__}"
 
         @functools.wraps(method)
         def wrapper(self, request, context: grpc.ServicerContext):
+            start, status = time.perf_counter(), "OK"
             try:
                 return method(self, request, context)
             except ServingError as error:
+                status = error.code.name
                 context.abort(error.code, str(error))
             except Exception as error:
+                status = "INTERNAL"
                 log.exception("Internal error in %s", path)
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error: {error}")
+            finally:
+                seconds = time.perf_counter() - start
+                if api:
+                    self.predictor.metrics.request(request.model_spec.name, api, "GRPC", status, seconds)
+                log_access(context.peer(), "gRPC", path, status, seconds)
 
         return wrapper
 
@@ -71,7 +83,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
-    @_observed("PredictionService")
+    @_observed("PredictionService", api="Predict")
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext):
         try:
             inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}

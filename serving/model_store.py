@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, status_pb2
 from mura.model_versions import versions
 from mura.signatures import WARMUP_FILE
 from serving.errors import ServingError, invalid, not_found
+from serving.metrics import Metrics
 from serving.model_config import ModelEntry, aspired_versions, parse, unavailable_label
 from serving.warmup import read_warmup_requests
 
@@ -79,12 +81,24 @@ def signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     }
 
 
-def load(name: str, version: int, path: str) -> LoadedModel:
-    loaded = tf.saved_model.load(path)
-    defs = signature_defs(path)
+def load(name: str, version: int, path: str, metrics: Metrics | None = None) -> LoadedModel:
+    """The SavedModel at `path`, loaded and warmed up with its warm-up requests (timed into `metrics`)."""
+    start = time.perf_counter()
+    try:
+        loaded = tf.saved_model.load(path)
+        defs = signature_defs(path)
+    except Exception:
+        if metrics:
+            metrics.model_loaded(path, ok=False, seconds=time.perf_counter() - start)
+        raise
+    if metrics:
+        metrics.model_loaded(path, ok=True, seconds=time.perf_counter() - start)
     model = LoadedModel(name, version, path, defs, {key: loaded.signatures[key] for key in defs}, loaded)
+    start = time.perf_counter()
     for signature_name, inputs in read_warmup_requests(os.path.join(path, WARMUP_FILE)):
         model.run(signature_name, inputs)
+    if metrics:
+        metrics.model_warmed_up(path, seconds=time.perf_counter() - start)
     return model
 
 
@@ -117,9 +131,11 @@ class ModelStore:
         config_file: str = "",
         config_poll_seconds: float = 0.0,
         allow_labels_for_unavailable: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.poll_seconds, self.config_file, self.config_poll_seconds = poll_seconds, config_file, config_poll_seconds
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
+        self.metrics = metrics or Metrics()
         self._entries = entries
         self._config_text = _read(config_file) if config_file else ""
         self._refused = ""  # the last refused content (or read error), logged once
@@ -251,7 +267,7 @@ class ModelStore:
         with self._lock:
             served.status[version] = VersionStatus(LOADING)
         try:
-            model = load(name, version, path)
+            model = load(name, version, path, self.metrics)
         except Exception as error:
             log.error("Version %d of %s failed to load: %s", version, name, error)
             with self._lock:

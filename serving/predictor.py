@@ -24,8 +24,8 @@ def input_dtypes(signature: meta_graph_pb2.SignatureDef) -> dict[str, tf.DType]:
 
 class Predictor:
     def __init__(self, store: ModelStore, config: ServingConfig) -> None:
-        self.store, self.config = store, config
-        self.batcher = Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6)
+        self.store, self.config, self.metrics = store, config, store.metrics
+        self.batcher = Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6, on_batch=self.metrics.batch)
 
     def signature(self, model: LoadedModel, signature_name: str) -> meta_graph_pb2.SignatureDef:
         name = signature_name or SERVING_DEFAULT
@@ -39,6 +39,15 @@ class Predictor:
     def predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> Inputs:
         """`model` as the transport looked it up once, so a version swap mid-request cannot split it."""
         signature_name = signature_name or SERVING_DEFAULT
+        try:
+            outputs = self._predict(model, signature_name, inputs)
+        except ServingError as error:
+            self.metrics.version_request(model.name, model.version, signature_name, error.code.name)
+            raise
+        self.metrics.version_request(model.name, model.version, signature_name, "OK")
+        return outputs
+
+    def _predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> Inputs:
         expected = input_dtypes(self.signature(model, signature_name))
         if set(inputs) != set(expected):
             raise invalid(

@@ -1,6 +1,6 @@
 """TF Serving's REST API on the project's server: model status, metadata, and predict, by version number or version
-label, with TF Serving's error body (`{"error": ...}`) and status codes. Every failure is answered; the server keeps
-serving."""
+label, with TF Serving's error body (`{"error": ...}`) and status codes; its Prometheus page; one access log line
+per request. Every failure is answered; the server keeps serving."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -16,6 +17,7 @@ import grpc
 from google.protobuf import json_format
 
 from serving.errors import ServingError, invalid, not_found
+from serving.metrics import CONTENT_TYPE, log_access
 from serving.model_store import LoadedModel
 from serving.predictor import Predictor, input_dtypes
 from serving.rest_format import format_response, parse_request
@@ -41,27 +43,43 @@ def _choice(match: re.Match) -> tuple[str, int | None, str | None]:
 class _Handler(BaseHTTPRequestHandler):
     predictor: Predictor
     max_request_bytes: int
+    metrics_path: str
     server_version = "mura-serving"
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
-    def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
+    def _reply(self, status: int, data: bytes, content_type: str = "application/json") -> None:
+        self.status = status
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def _guarded(self, handle) -> None:
+        start = time.perf_counter()
+        path = self.path.split("?", 1)[0]
+        # TF Serving counts every request of its API (model name "" when the path names none), not other paths.
+        self.status, self.api, status_name = 0, "", "OK"
+        self.model_name = "" if path.lower().startswith("/v1/") else None
         try:
-            self._reply(HTTPStatus.OK, handle(self.path.split("?", 1)[0]))
+            if self.command == "GET" and self.metrics_path and path == self.metrics_path:
+                self._reply(HTTPStatus.OK, self.predictor.metrics.page(), CONTENT_TYPE)
+                return
+            self._reply(HTTPStatus.OK, json.dumps(handle(path)).encode())
         except ServingError as error:
-            self._reply(error.http_status, {"error": str(error)})
+            status_name = error.code.name
+            self._reply(error.http_status, json.dumps({"error": str(error)}).encode())
         except Exception as error:  # a fault of the server itself, never of the request
+            status_name = "INTERNAL"
             log.exception("Internal error on %s", self.path)
-            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
+            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"internal error: {error}"}).encode())
+        finally:
+            seconds = time.perf_counter() - start
+            if self.model_name is not None:  # an API request (TF Serving counts those, not its metrics page)
+                self.predictor.metrics.request(self.model_name, self.api, "REST", status_name, seconds)
+            log_access(self.client_address[0], self.command, self.path, int(self.status), seconds)
 
     def do_GET(self) -> None:
         self._guarded(self._get)
@@ -74,6 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not match:
             raise _malformed("GET", path)
         name, version, label = _choice(match)
+        self.model_name = name
         if not name:
             raise invalid("Missing model name in request.")
         if match["sub"]:
@@ -105,8 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not match:
             raise _malformed("POST", path)
         name, version, label = _choice(match)
-        if match["method"].lower() != "predict":
-            raise invalid(f"{match['method']} is not served by this server, which implements TF Serving's predict API")
+        self.model_name, self.api = name, match["method"].lower()
+        if self.api != "predict":
+            raise invalid(f"{self.api} is not served by this server, which implements TF Serving's predict API")
         length = int(self.headers.get("Content-Length") or 0)
         if length > self.max_request_bytes:
             self._discard(length)  # read, not kept: the client then sees the answer instead of a broken pipe
@@ -132,10 +152,12 @@ def _malformed(method: str, path: str) -> ServingError:
     return invalid(message) if path.lower().startswith("/v1/") else not_found(message)
 
 
-def rest_server(predictor: Predictor, host: str, port: int, max_request_bytes: int) -> tuple[ThreadingHTTPServer, int]:
+def rest_server(
+    predictor: Predictor, host: str, port: int, max_request_bytes: int, metrics_path: str = ""
+) -> tuple[ThreadingHTTPServer, int]:
     """Started server (in a thread) and the port it bound (port 0 picks a free one)."""
-    handler = type("Handler", (_Handler,), {"predictor": predictor, "max_request_bytes": max_request_bytes})
-    server = ThreadingHTTPServer((host, port), handler)
+    attributes = {"predictor": predictor, "max_request_bytes": max_request_bytes, "metrics_path": metrics_path}
+    server = ThreadingHTTPServer((host, port), type("Handler", (_Handler,), attributes))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
     return server, server.server_address[1]

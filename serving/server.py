@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mura.config import ServingConfig
 from mura.filesystem import absolute
 from serving.grpc_service import grpc_server
+from serving.metrics import Metrics
 from serving.model_config import parse
 from serving.model_store import ModelStore
 from serving.predictor import Predictor
@@ -38,9 +39,9 @@ class LocalServer:
         self._rest.server_close()
 
 
-def model_store(model_base_path: str | None, config: ServingConfig) -> ModelStore:
+def model_store(model_base_path: str | None, config: ServingConfig, metrics: Metrics | None = None) -> ModelStore:
     """The models to serve: the config file's when the settings name one, else one model from the settings."""
-    options = {"allow_labels_for_unavailable": config.allow_version_labels_for_unavailable_models}
+    options = {"allow_labels_for_unavailable": config.allow_version_labels_for_unavailable_models, "metrics": metrics}
     if config.model_config_file:
         poll = config.model_config_file_poll_wait_seconds
         return ModelStore.from_file(config.model_config_file, config.poll_seconds, config_poll_seconds=poll, **options)
@@ -57,6 +58,8 @@ def start(model_base_path: str | None, config: ServingConfig) -> LocalServer:
     store = model_store(model_base_path, config).start()
     predictor = Predictor(store, config)
     grpc, grpc_port = grpc_server(predictor, config.host, config.grpc_port, config.max_request_bytes)
-    rest, rest_port = rest_server(predictor, config.host, config.rest_port, config.max_request_bytes)
+    rest, rest_port = rest_server(
+        predictor, config.host, config.rest_port, config.max_request_bytes, config.monitoring_path
+    )
     log.info("gRPC on %s:%d, REST on %s:%d", config.host, grpc_port, config.host, rest_port)
     return LocalServer(store, predictor, grpc_port, rest_port, grpc, rest)

@@ -32,6 +32,12 @@ def models_config(
     return text_format.MessageToString(config)
 
 
+def monitoring_config(path: str) -> str:
+    """MonitoringConfig text proto: Prometheus metrics on the REST port at `path` (TF Serving parses the text
+    without a schema import here, so it is written by hand, like the batching parameters)."""
+    return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
+
+
 def batching_config(config: ServingConfig) -> str:
     """BatchingParameters text proto (TF Serving parses it without a schema import, so it is written by hand)."""
     return (
@@ -51,6 +57,7 @@ def command(
     config: ServingConfig,
     models_config_path: str,
     batching_config_path: str,
+    monitoring_config_path: str = "",
 ) -> list[str]:
     """tensorflow_model_server's arguments for these settings (a config file given in the settings is polled)."""
     arguments = [
@@ -69,4 +76,6 @@ def command(
         arguments.append(f"--model_config_file_poll_wait_seconds={poll}")
     if config.allow_version_labels_for_unavailable_models:
         arguments.append("--allow_version_labels_for_unavailable_models=true")
+    if monitoring_config_path:
+        arguments.append(f"--monitoring_config_file={monitoring_config_path}")
     return arguments

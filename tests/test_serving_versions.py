@@ -291,9 +291,9 @@ def test_the_settings_write_tf_servings_config_with_policy_and_labels() -> None:
     assert aspired_versions(policy_from_setting("latest:2"), [1, 2, 3]) == [3, 2]
     assert aspired_versions(policy_from_setting("all"), [2, 1]) == [2, 1]
     config = ServingConfig(model_config_file="/etc/models.config", allow_version_labels_for_unavailable_models=True)
-    command = tf_serving.command("tms", config, "/etc/models.config", "/b")
+    command = tf_serving.command("tms", config, "/etc/models.config", "/b", "/m")
     assert "--model_config_file_poll_wait_seconds=5" in command
-    assert "--allow_version_labels_for_unavailable_models=true" in command
+    assert {"--allow_version_labels_for_unavailable_models=true", "--monitoring_config_file=/m"} <= set(command)
 
 
 @pytest.mark.parametrize(
