@@ -180,6 +180,9 @@ class ServingConfig:
     monitoring_path: str = setting(
         "/monitoring/prometheus/metrics", "Prometheus metrics on the REST port at this path; empty: none"
     )
+    shutdown_grace_seconds: float = setting(
+        20.0, "on SIGTERM, how long requests in flight have to finish (under Kubernetes' 30 s grace period)"
+    )
 
     def __post_init__(self) -> None:
         import re
@@ -188,8 +191,8 @@ class ServingConfig:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
-        if self.model_config_file_poll_wait_seconds < 0:
-            raise ValueError("model_config_file_poll_wait_seconds cannot be negative")
+        if min(self.model_config_file_poll_wait_seconds, self.shutdown_grace_seconds) < 0:
+            raise ValueError("model_config_file_poll_wait_seconds and shutdown_grace_seconds cannot be negative")
         if not re.fullmatch(r"latest(:[1-9][0-9]*)?|all|specific:[0-9]+(,[0-9]+)*", self.version_policy):
             raise ValueError(f"version_policy must be latest:N, all or specific:V1,V2, got {self.version_policy!r}")
         for label in self.version_labels:

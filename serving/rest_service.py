@@ -1,6 +1,10 @@
 """TF Serving's REST API on the project's server: model status, metadata, and predict, by version number or version
 label, with TF Serving's error body (`{"error": ...}`) and status codes; its Prometheus page; one access log line
-per request. Every failure is answered; the server keeps serving."""
+per request. Every failure is answered; the server keeps serving.
+
+The server counts the connections it is handling (each carries one request: HTTP/1.0), so that a shutdown stops
+accepting and then waits for them.
+"""
 
 from __future__ import annotations
 
@@ -152,12 +156,51 @@ def _malformed(method: str, path: str) -> ServingError:
     return invalid(message) if path.lower().startswith("/v1/") else not_found(message)
 
 
+class RestServer(ThreadingHTTPServer):
+    """A thread per connection, and a count of the connections being handled, for `drain`."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._active = 0
+        self._changed = threading.Condition()
+
+    def process_request(self, request, client_address) -> None:
+        with self._changed:
+            self._active += 1
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._done()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._changed:
+            self._active -= 1
+            self._changed.notify_all()
+
+    def drain(self, deadline: float) -> int:
+        """Stops accepting (the listening socket is closed), then waits until `deadline` (time.monotonic) for the
+        requests in flight; returns how many were still running."""
+        self.shutdown()
+        self.server_close()
+        with self._changed:
+            self._changed.wait_for(lambda: self._active == 0, timeout=max(0.0, deadline - time.monotonic()))
+            return self._active
+
+
 def rest_server(
     predictor: Predictor, host: str, port: int, max_request_bytes: int, metrics_path: str = ""
-) -> tuple[ThreadingHTTPServer, int]:
+) -> tuple[RestServer, int]:
     """Started server (in a thread) and the port it bound (port 0 picks a free one)."""
     attributes = {"predictor": predictor, "max_request_bytes": max_request_bytes, "metrics_path": metrics_path}
-    server = ThreadingHTTPServer((host, port), type("Handler", (_Handler,), attributes))
-    server.daemon_threads = True
+    server = RestServer((host, port), type("Handler", (_Handler,), attributes))
     threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
     return server, server.server_address[1]

@@ -8,6 +8,7 @@ the one `serving.tf_serving.models_config` writes from the settings, or the user
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from mura.config import ServingConfig
@@ -17,7 +18,7 @@ from serving.metrics import Metrics
 from serving.model_config import parse
 from serving.model_store import ModelStore
 from serving.predictor import Predictor
-from serving.rest_service import rest_server
+from serving.rest_service import RestServer, rest_server
 from serving.tf_serving import models_config
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,17 @@ class LocalServer:
     grpc_port: int
     rest_port: int
     _grpc: object
-    _rest: object
+    _rest: RestServer
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> int:
+        """Stops accepting on both ports at once, lets the requests in flight finish for up to `grace` seconds, and
+        returns how many REST requests were cut (gRPC cancels its own late calls)."""
+        deadline = time.monotonic() + grace
         self.store.stop()
-        self._grpc.stop(grace=1.0)
-        self._rest.shutdown()
-        self._rest.server_close()
+        grpc_done = self._grpc.stop(grace)  # refuses new calls now; running ones have `grace` seconds
+        cut = self._rest.drain(deadline)
+        grpc_done.wait(max(0.0, deadline - time.monotonic()))
+        return cut
 
 
 def model_store(model_base_path: str | None, config: ServingConfig, metrics: Metrics | None = None) -> ModelStore:

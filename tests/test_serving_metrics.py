@@ -131,4 +131,4 @@ def test_quiet_serves_without_an_access_log(model_dir: Path, tmp_path: Path) -> 
         assert quiet.text(METRICS)[0] == 200
     finally:
         assert quiet.stop() == 0
-    assert " POST /v1/models/mura:predict " not in quiet.log()
+    assert " POST /v1/models/mura:predict " not in quiet.log() and "Stopped." in quiet.log()
