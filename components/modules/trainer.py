@@ -31,8 +31,8 @@ from mura.signatures import (
     THRESHOLD,
 )
 
-# What the Trainer reads of Transform's output; study_id and source_path are for the evaluators.
 PROGRESS_LOGGER = "mura.training"  # EpochProgress's lines: what `mura pipeline run` shows of training
+# What the Trainer reads of Transform's output; study_id and source_path are for the evaluators.
 TRAINER_FEATURES = (features.PIXELS, features.LABEL, features.BODY_PART)
 # fn_args.data_accessor.tf_dataset_factory: (file patterns, options, schema) -> batches of parsed features.
 DatasetFactory = Callable[[list[str], tfxio.TensorFlowDatasetOptions, schema_pb2.Schema], tf.data.Dataset]
