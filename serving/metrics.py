@@ -57,66 +57,68 @@ class Metrics:
     """One server's metrics (a registry of its own, so that servers in one process do not add up)."""
 
     def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.request_count = Counter(
-            ":tensorflow:serving:request_count",
-            "The total number of requests.",
-            ["model_name", "status"],
-            registry=registry,
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: list[str] = []  # their HELP and TYPE lines lose prometheus_client's `_total` in `page`
+        self.request_count = self._counter(
+            ":tensorflow:serving:request_count", "The total number of requests.", "model_name", "status"
         )
-        self.request_latency = Histogram(
+        self.request_latency = self._histogram(
             ":tensorflow:serving:request_latency",
             "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
-            ["model_name", "API", "entrypoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            "model_name",
+            "API",
+            "entrypoint",
         )
-        self.version_request_count = Counter(
+        self.version_request_count = self._counter(
             ":mura:serving:request_count",
             "Requests that reached a model version, by version, signature and status.",
-            ["model_name", "version", "signature_name", "status"],
-            registry=registry,
+            "model_name",
+            "version",
+            "signature_name",
+            "status",
         )
-        self.input_batch_size = Histogram(
+        self.input_batch_size = self._histogram(
             ":tensorflow:serving:batching_session:input_batch_size",
             "Tracks the batch size distribution on the inputs.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
+            BATCH_SIZE_BUCKETS,
         )
-        self.processed_batch_size = Histogram(
+        self.processed_batch_size = self._histogram(
             ":tensorflow:serving:batching_session:processed_batch_size",
             "Tracks the batch size distribution on processing.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
+            BATCH_SIZE_BUCKETS,
         )
-        self.queuing_latency = Histogram(
+        self.queuing_latency = self._histogram(
             ":tensorflow:serving:batching_session:queuing_latency",
             "Distribution of wall time spent (in microseconds) in queuing",
-            ["thread_pool_name"],
-            buckets=QUEUING_BUCKETS,
-            registry=registry,
+            QUEUING_BUCKETS,
+            "thread_pool_name",
         )
-        self.load_attempt_count = Counter(
+        self.load_attempt_count = self._counter(
             ":tensorflow:cc:saved_model:load_attempt_count",
             "The number of times a SavedModel was successfully loaded.",
-            ["model_path", "status"],
-            registry=registry,
+            "model_path",
+            "status",
         )
-        self.load_latency = Counter(
+        self.load_latency = self._counter(
             ":tensorflow:cc:saved_model:load_latency",
             "Latency in microseconds for SavedModels that were successfully loaded.",
-            ["model_path"],
-            registry=registry,
+            "model_path",
         )
-        self.warmup_latency = Histogram(
+        self.warmup_latency = self._histogram(
             ":tensorflow:serving:model_warmup_latency",
             "Distribution of wall time (in microseconds) for warming up the model.",
-            ["model_path", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            "model_path",
+            "status",
         )
-        self._counters = [":tensorflow:serving:request_count", ":mura:serving:request_count"]
-        self._counters += [":tensorflow:cc:saved_model:load_attempt_count", ":tensorflow:cc:saved_model:load_latency"]
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        self._counters.append(name)
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str, buckets: list[float], *labels: str) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def request(self, model_name: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
         """A request answered, as TF Serving records it: counted by status, its latency only when OK."""

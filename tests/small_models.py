@@ -57,6 +57,13 @@ def add_version(base: Path, version: int, source: Path) -> Path:
     return base / str(version)
 
 
+def one_version(root: Path, marker: float) -> Path:
+    """<root>/mura with version 1 answering `marker` (little ballast): what a served folder holds after a push."""
+    (root / "mura").mkdir()
+    add_version(root / "mura", 1, export(root / "export", marker=marker, ballast=16))
+    return root / "mura"
+
+
 def png(seed: int = 0, size: tuple[int, int] = (24, 16)) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 255, size=(size[1], size[0]), dtype=np.uint8)
     buffer = io.BytesIO()

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from tests.serve_process import ServeProcess, tf_serving_missing
-from tests.small_models import add_version, export, png
+from tests.small_models import one_version, png
 
 METRICS = "/monitoring/prometheus/metrics"
 IMAGE = {"b64": base64.b64encode(png()).decode()}
@@ -19,10 +19,7 @@ IMAGE = {"b64": base64.b64encode(png()).decode()}
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("metrics")
-    (root / "mura").mkdir()
-    add_version(root / "mura", 1, export(root / "export", marker=0.7, ballast=16))
-    return root / "mura"
+    return one_version(tmp_path_factory.mktemp("metrics"), marker=0.7)
 
 
 @pytest.fixture(scope="module", params=["local", "tf-serving"])

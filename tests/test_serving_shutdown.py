@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.serve_process import ServeProcess
-from tests.small_models import add_version, export, png
+from tests.small_models import one_version, png
 
 SLOW_SECONDS = 4  # the batch timeout: how long each lone request stays in flight
 IMAGE = {"b64": base64.b64encode(png()).decode()}
@@ -26,10 +26,7 @@ IMAGE = {"b64": base64.b64encode(png()).decode()}
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shutdown")
-    (root / "mura").mkdir()
-    add_version(root / "mura", 1, export(root / "export", marker=0.6, ballast=16))
-    return root / "mura"
+    return one_version(tmp_path_factory.mktemp("shutdown"), marker=0.6)
 
 
 def slow_server(model_dir: Path, log: Path, grace: float) -> ServeProcess:
