@@ -93,3 +93,17 @@ def test_a_config_change_rolls_the_pods_and_the_autoscaler_alone_counts_them(ove
     assert {"name": "config", "configMap": {"name": config_map}} in pod["volumes"]
     assert "replicas" not in resources["Deployment"]["spec"]
     assert {d["metadata"].get("namespace") for d in resources.values()} == {"mura"}
+
+
+def test_tf_serving_exports_its_metrics_where_prometheus_scrapes() -> None:
+    from serving.tf_serving import monitoring_config
+
+    resources = by_kind(rendered("cpu"))
+    path = ServingConfig().monitoring_path
+    assert resources["ConfigMap"]["data"]["monitoring.config"] == monitoring_config(path)
+    template = resources["Deployment"]["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    assert "--monitoring_config_file=/config/monitoring.config" in container["args"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == path
+    assert int(annotations["prometheus.io/port"]) == ServingConfig().rest_port
