@@ -109,11 +109,19 @@ class Batcher:
         while pending:
             offer(pending.popleft())
         deadline = first.enqueued + self.timeout
-        while size < self.max_batch_size and (remaining := deadline - time.monotonic()) > 0:
+        queued = tasks.qsize()  # arrived while the last batch ran: they join even when the deadline has passed
+        while size < self.max_batch_size:
+            remaining = deadline - time.monotonic()
             try:
-                offer(tasks.get(timeout=remaining))
+                if remaining > 0:
+                    offer(tasks.get(timeout=remaining))
+                elif queued > 0:
+                    offer(tasks.get_nowait())
+                else:
+                    break
             except queue.Empty:
                 break
+            queued -= 1
         pending.extend(others)
         return batch
 

@@ -48,6 +48,25 @@ def test_batches_never_exceed_the_maximum_and_batching_can_be_off() -> None:
     assert calls == [2, 2, 2, 2]
 
 
+def test_requests_that_queue_while_a_batch_runs_make_the_next_batch_together() -> None:
+    """The model runs longer than the batch timeout: the requests that wait meanwhile are one batch, not one call
+    each (a lone first request, then the other seven at once)."""
+    calls: list[int] = []
+
+    def slow(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        time.sleep(0.3)
+        return {"y": inputs["x"]}
+
+    batcher = Batcher(max_batch_size=32, timeout_seconds=0.01)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batcher.submit, ("m", "sig"), 1, slow, {"x": np.ones(1)})
+        time.sleep(0.1)  # the first batch (of one) is running now
+        rest = [pool.submit(batcher.submit, ("m", "sig"), 1, slow, {"x": np.ones(1)}) for _ in range(7)]
+        assert [f.result()["y"].tolist() for f in [first, *rest]] == [[1.0]] * 8
+    assert calls == [1, 7]
+
+
 def test_a_failing_batch_fails_each_of_its_requests() -> None:
     def broken(inputs):
         raise ValueError("no")
