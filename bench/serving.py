@@ -41,16 +41,17 @@ cores. Each client keeps one gRPC channel (serving/client.py's GrpcClient) for a
 MEMORY_NOTES = """
 Memory across pushes. Each pushed version is loaded (and warmed up) beside the served one, swapped in, and the
 replaced one released: the batcher queues requests per signature and carries the version with each request, so no
-worker thread or closure keeps a version once its requests are answered. Before that change every version kept a
-worker thread holding it, and the process grew by a whole model per push: on this model (server and clients in one
-process), 826 MB after the first version to 2,147 MB after 7 pushes, one thread more per push. Now the process
-grows over the first three pushes and then stays flat (39 pushes measured the same way: 1,143 MB after the 3rd,
-1,160 MB after the 39th): while a
-version loads, two are in memory, and glibc's allocator keeps the freed one's pages for the next load instead of
-returning them to the system. That room for one more model is what availability-preserving swaps cost (TF Serving
-loads the new version before unloading the old one too); it does not grow with the number of pushes. Hence the
-baseline is the memory after the first push, whose swap already needed it. `MALLOC_ARENA_MAX=2` in the server's
-environment lowered the plateau by about 100 MB (1,060 MB over 20 pushes).
+worker thread or closure keeps a version once its requests are answered, and the store runs Python's garbage
+collector after an unload, for the cyclic garbage TensorFlow leaves from loading and tracing. Before the first
+change every version kept a worker thread holding it, and the server grew by a whole model per push: on this model
+(server and clients in one process), 826 MB after the first version to 2,147 MB after 7 pushes, one thread more per
+push. Without the collection, `mura serve` stepped from about 1,300 MB up to a plateau near 1,450 MB around the
+10th push. Now it grows over the first two or three pushes and then stays flat (measured over 20 pushes: 1,045 MB
+after the first, 1,189 MB after the 3rd, 1,198 MB after the 20th): while a version loads two are in memory, and
+glibc's allocator keeps the freed pages for the next load rather than returning them. That room for a second model
+is what availability-preserving swaps cost (TF Serving also loads the new version before unloading the old one);
+it does not grow with the number of pushes. Hence the baseline is the memory after the first push, whose swap
+already needed it.
 """
 MODEL_NAME = ServingConfig().model_name
 CLIENTS = 8
