@@ -48,6 +48,13 @@ from mura.filesystem import absolute
     ("serving.allow_version_labels_for_unavailable_models", "--allow-version-labels-for-unavailable-models"),
     ("serving.monitoring_path", "--monitoring-path"),
     ("serving.shutdown_grace_seconds", "--shutdown-grace-seconds"),
+    ("serving.rest_backlog", "--rest-backlog"),
+    ("serving.max_concurrent_requests", "--max-concurrent-requests"),
+    ("serving.max_queued_requests", "--max-queued-requests"),
+    ("serving.max_json_depth", "--max-json-depth"),
+    ("serving.max_json_values", "--max-json-values"),
+    ("serving.grpc_max_workers", "--grpc-max-workers"),
+    ("serving.grpc_max_concurrent_rpcs", "--grpc-max-concurrent-rpcs"),
     profile=False,
 )
 def serve(model_base_path: str | None, server: str, verbose: bool, quiet: bool, settings: Settings) -> None:

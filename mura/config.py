@@ -183,6 +183,15 @@ class ServingConfig:
     shutdown_grace_seconds: float = setting(
         20.0, "on SIGTERM, how long requests in flight have to finish (under Kubernetes' 30 s grace period)"
     )
+    rest_backlog: int = setting(2048, "REST connections the system holds before the server accepts them")
+    max_concurrent_requests: int = setting(64, "REST requests run at once; the next ones wait")
+    max_queued_requests: int = setting(1024, "REST requests waiting to run; past them: 503 with Retry-After")
+    max_json_depth: int = setting(64, "REST bodies nesting deeper are refused (400) before parsing")
+    max_json_values: int = setting(10_000_000, "REST bodies holding more values are refused (400) before parsing")
+    grpc_max_workers: int = setting(16, "gRPC calls run at once (the server's thread pool)")
+    grpc_max_concurrent_rpcs: int = setting(
+        0, "gRPC calls in the server at once, queued ones included; past them RESOURCE_EXHAUSTED; 0: no limit"
+    )
 
     def __post_init__(self) -> None:
         import re
@@ -191,6 +200,11 @@ class ServingConfig:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
+        limits = (self.rest_backlog, self.max_concurrent_requests, self.max_json_depth, self.max_json_values)
+        if min(*limits, self.grpc_max_workers) < 1 or min(self.max_queued_requests, self.grpc_max_concurrent_rpcs) < 0:
+            raise ValueError(
+                "the request limits must be positive (max_queued_requests and grpc_max_concurrent_rpcs: 0 or more)"
+            )
         if min(self.model_config_file_poll_wait_seconds, self.shutdown_grace_seconds) < 0:
             raise ValueError("model_config_file_poll_wait_seconds and shutdown_grace_seconds cannot be negative")
         if not re.fullmatch(r"latest(:[1-9][0-9]*)?|all|specific:[0-9]+(,[0-9]+)*", self.version_policy):

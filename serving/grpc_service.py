@@ -130,13 +130,25 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def grpc_server(predictor: Predictor, host: str, port: int, max_message_bytes: int) -> tuple[grpc.Server, int]:
-    """Started server and the port it bound (port 0 picks a free one)."""
+def grpc_server(
+    predictor: Predictor,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    max_workers: int = 16,
+    max_concurrent_rpcs: int | None = None,
+) -> tuple[grpc.Server, int]:
+    """Started server and the port it bound (port 0 picks a free one). `max_workers` calls run at once, the others
+    queue; past `max_concurrent_rpcs` in the server, calls get RESOURCE_EXHAUSTED (None: no limit)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=options,
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor), server)
     bound = server.add_insecure_port(f"{host}:{port}")

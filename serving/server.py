@@ -62,9 +62,25 @@ def start(model_base_path: str | None, config: ServingConfig) -> LocalServer:
     transports; a config TF Serving would refuse raises its ServingError."""
     store = model_store(model_base_path, config).start()
     predictor = Predictor(store, config)
-    grpc, grpc_port = grpc_server(predictor, config.host, config.grpc_port, config.max_request_bytes)
+    grpc, grpc_port = grpc_server(
+        predictor,
+        config.host,
+        config.grpc_port,
+        config.max_request_bytes,
+        max_workers=config.grpc_max_workers,
+        max_concurrent_rpcs=config.grpc_max_concurrent_rpcs or None,
+    )
     rest, rest_port = rest_server(
-        predictor, config.host, config.rest_port, config.max_request_bytes, config.monitoring_path
+        predictor,
+        config.host,
+        config.rest_port,
+        config.max_request_bytes,
+        config.monitoring_path,
+        backlog=config.rest_backlog,
+        max_concurrent=config.max_concurrent_requests,
+        max_queued=config.max_queued_requests,
+        max_json_depth=config.max_json_depth,
+        max_json_values=config.max_json_values,
     )
     log.info("gRPC on %s:%d, REST on %s:%d", config.host, grpc_port, config.host, rest_port)
     return LocalServer(store, predictor, grpc_port, rest_port, grpc, rest)

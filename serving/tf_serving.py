@@ -70,6 +70,8 @@ def command(
         "--enable_batching=true" if config.max_batch_size > 1 else "--enable_batching=false",
         f"--batching_parameters_file={batching_config_path}",
         "--enable_model_warmup=true",
+        f"--rest_api_num_threads={config.max_concurrent_requests}",
+        f"--grpc_max_threads={config.grpc_max_workers}",
     ]
     if config.model_config_file and config.model_config_file_poll_wait_seconds > 0:
         poll = max(1, round(config.model_config_file_poll_wait_seconds))

@@ -292,7 +292,9 @@ def test_the_settings_write_tf_servings_config_with_policy_and_labels() -> None:
     assert aspired_versions(policy_from_setting("all"), [2, 1]) == [2, 1]
     config = ServingConfig(model_config_file="/etc/models.config", allow_version_labels_for_unavailable_models=True)
     command = tf_serving.command("tms", config, "/etc/models.config", "/b", "/m")
-    assert "--model_config_file_poll_wait_seconds=5" in command
+    assert {"--model_config_file_poll_wait_seconds=5", "--rest_api_num_threads=64", "--grpc_max_threads=16"} <= set(
+        command
+    )
     assert {"--allow_version_labels_for_unavailable_models=true", "--monitoring_config_file=/m"} <= set(command)
 
 
