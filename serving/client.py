@@ -1,7 +1,8 @@
 """Clients of TF Serving's API (the real server or the project's): images in, probabilities of abnormal out.
 
-Both transports retry with exponential backoff while the server is unavailable (starting, or loading a model)
-and turn failures into one clear sentence.
+Both transports retry with exponential backoff while the server is unavailable (starting, loading a model, or
+at its limit of requests: a REST 503 waits the `Retry-After` the server asks for) and turn failures into one clear
+sentence.
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ class ServingClientError(Exception):
     """The server could not be reached, or refused the request; the message says which and why."""
 
 
+MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is waited this long
+
+
 class _Unavailable(Exception):
-    """Worth retrying: the server is not (yet) answering."""
+    """Worth retrying: the server is not (yet) answering, or asks to be asked again after `retry_after` seconds."""
+
+    def __init__(self, message: object, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _with_retries(call: Callable[[], T], retries: int, backoff: float, where: str) -> T:
@@ -40,8 +48,17 @@ def _with_retries(call: Callable[[], T], retries: int, backoff: float, where: st
         except _Unavailable as error:
             if attempt == retries:
                 raise ServingClientError(f"no answer from {where} after {retries + 1} attempts: {error}") from None
-            time.sleep(backoff * 2**attempt)
+            wait = backoff * 2**attempt if error.retry_after is None else min(error.retry_after, MAX_RETRY_AFTER)
+            time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _retry_after(error: urllib.error.HTTPError) -> float | None:
+    """The seconds of a Retry-After header (its HTTP-date form is not used by TF Serving's API, and is ignored)."""
+    try:
+        return max(0.0, float(error.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 class Prediction(NamedTuple):
@@ -73,7 +90,7 @@ class RestClient:
             except urllib.error.HTTPError as error:
                 message = _error_message(error)
                 if error.code == 503:
-                    raise _Unavailable(message) from None
+                    raise _Unavailable(message, _retry_after(error)) from None
                 if error.code == 404:
                     raise ServingClientError(f"model '{self.model_name}' not found at {self.url}: {message}") from None
                 raise ServingClientError(f"{self.url} refused the request ({error.code}): {message}") from None

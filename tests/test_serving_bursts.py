@@ -1,16 +1,20 @@
 """Serving under bursts, against `mura serve` running as its own process: every connection of a burst answered
 (200, or a fast 503 with Retry-After past the documented limit), never reset; hostile JSON refused with a 400;
-connections kept alive."""
+connections kept alive; the clients waiting the Retry-After a 503 asks for."""
 
 import base64
 import http.client
+import itertools
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from bench.serving import burst, grpc_request, rest_request
+from serving.client import RestClient
 from tests.serve_process import ServeProcess
 from tests.small_models import one_version, png
 
@@ -126,3 +130,35 @@ def test_a_connection_is_kept_alive_across_requests(server) -> None:
         assert connection.sock is socket_before, "the second request needed a new connection"
     finally:
         connection.close()
+
+
+def test_the_rest_client_waits_the_retry_after_of_a_503() -> None:
+    """A server at its limit twice, then answering: the client waits what Retry-After says, not its own backoff."""
+    attempts: list[float] = []
+
+    class AtItsLimit(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            attempts.append(time.monotonic())
+            busy = len(attempts) <= 2
+            answer = {"predictions": [{"probability": 0.5, "abnormal": 0, "threshold": 0.5}]}
+            body = json.dumps({"error": "at its limit"} if busy else answer).encode()
+            self.send_response(503 if busy else 200)
+            if busy:
+                self.send_header("Retry-After", "0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    stub = ThreadingHTTPServer(("127.0.0.1", 0), AtItsLimit)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    try:
+        answers = RestClient(f"http://127.0.0.1:{stub.server_address[1]}", retries=3, backoff=0.01).predict([IMAGE])
+    finally:
+        stub.shutdown()
+        stub.server_close()
+    assert [a.probability for a in answers] == [0.5] and len(attempts) == 3
+    assert all(later - earlier >= 0.38 for earlier, later in itertools.pairwise(attempts))
