@@ -139,13 +139,18 @@ def clients_run(predict, images: list[bytes], clients: int, requests: int) -> tu
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(n * requests,)) for n in range(clients)]
+    wall = run_threads([threading.Thread(target=client, args=(n * requests,)) for n in range(clients)])
+    return latencies, wall
+
+
+def run_threads(threads: list[threading.Thread]) -> float:
+    """Starts every thread, waits for all of them: the wall seconds."""
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def _free_port() -> int:
@@ -231,13 +236,8 @@ def burst(one: Callable[[], T], connections: int) -> tuple[list[T], float]:
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes, time.perf_counter() - start
+    wall = run_threads([threading.Thread(target=client) for _ in range(connections)])
+    return outcomes, wall
 
 
 def rest_request(port: int, image: bytes) -> Callable[[], tuple[str, float]]:
