@@ -274,8 +274,12 @@ class RestServer:
 
     def drain(self, deadline: float) -> int:
         """Stops accepting (the listening socket is closed), waits until `deadline` (time.monotonic) for the
-        requests in flight, then closes every connection; returns how many requests were still running."""
-        return self._call(self._drain(deadline))
+        requests in flight, then closes every connection and ends the loop; returns how many requests were still
+        running."""
+        running = self._call(self._drain(deadline))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        return running
 
     async def _drain(self, deadline: float) -> int:
         self._draining = True
@@ -286,10 +290,6 @@ class RestServer:
         await self._runner.cleanup()
         self._pool.shutdown(wait=False)
         return running
-
-    def stop(self) -> None:
-        self.drain(time.monotonic())
-        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def rest_server(
