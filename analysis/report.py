@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 from markupsafe import Markup
 from matplotlib.figure import Figure
-from tabulate import tabulate
 from tfx.utils import io_utils
 
 from analysis.curves import SliceCurves
@@ -37,6 +36,7 @@ from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
 from mura import features
 from mura.image_ops import decode_batch_to_square
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
+from mura.tables import column_table
 
 THUMBNAIL_SIDE = 256
 MISREAD_KINDS = ("false negatives", "false positives")
@@ -192,14 +192,7 @@ def draw_figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figur
 
 def html_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> Markup:
     """`rows` as an HTML table of `columns` ((title, key) pairs); tabulate's "html" format escapes every cell."""
-    table = tabulate(
-        [[row.get(key) for _, key in columns] for row in rows],
-        headers=[title for title, _ in columns],
-        tablefmt="html",
-        floatfmt=".3f",
-        missingval="-",
-    )
-    return Markup(table)
+    return Markup(column_table(rows, columns, tablefmt="html"))
 
 
 _PAGES = jinja2.Environment(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.options import quiet_tensorflow, with_settings
+from cli.options import parse_assignments, quiet_tensorflow, with_settings
 from mura.config import Settings
 
 if TYPE_CHECKING:
@@ -50,16 +50,6 @@ def kfp_compile(output: str, settings: Settings) -> None:
         click.echo(f"  {name} = {shown}")
 
 
-def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
-    overrides = {}
-    for param in params:
-        key, separator, value = param.partition("=")
-        if not separator:
-            raise click.BadParameter(f"expected SECTION.FIELD=VALUE, got {param!r}", param_hint="--param")
-        overrides[key.strip()] = value
-    return overrides
-
-
 @kfp.command("submit")
 @click.option("--host", required=True, help="The Kubeflow Pipelines API, e.g. http://localhost:8080.")
 @click.option("--package", type=click.Path(exists=True, dir_okay=False), default="pipeline.yaml", show_default=True)
@@ -92,7 +82,7 @@ def kfp_submit(
     from pipeline.kubeflow_runner import KubeflowSettingsError, run_arguments_for
 
     try:
-        arguments = run_arguments_for(Path(package), _parse_params(params))
+        arguments = run_arguments_for(Path(package), parse_assignments(params, "--param"))
     except KubeflowSettingsError as error:
         raise click.UsageError(str(error)) from None
     name = run_name or f"mura {time.strftime('%Y-%m-%d %H:%M:%S')}"

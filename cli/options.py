@@ -36,6 +36,17 @@ def _flag(key: str, name: str) -> Callable:
     return click.option(name, _dest(key), type=_CLICK_TYPES[kind], default=None, help=help_text)
 
 
+def parse_assignments(assignments: tuple[str, ...], param_hint: str) -> dict[str, str]:
+    """`SECTION.FIELD=VALUE` texts as {key: text}; their values are parsed by the settings, by each field's type."""
+    parsed = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise click.BadParameter(f"expected SECTION.FIELD=VALUE, got {assignment!r}", param_hint=param_hint)
+        parsed[key.strip()] = value
+    return parsed
+
+
 def with_settings(*flags: tuple[str, str], profile: bool = True) -> Callable:
     """Adds `--settings`, `--set` (and `--profile`) and a flag per (setting, flag name) pair; the command gets the
     resolved `settings`. Flags win over `--set`, which wins over `MURA_*` variables, then settings files."""
@@ -43,12 +54,7 @@ def with_settings(*flags: tuple[str, str], profile: bool = True) -> Callable:
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
         def wrapper(**kwargs: object) -> object:
-            overrides: dict[str, object] = {}
-            for assignment in kwargs.pop("assignments"):
-                key, separator, value = assignment.partition("=")
-                if not separator:
-                    raise click.BadParameter(f"expected SECTION.FIELD=VALUE, got {assignment!r}", param_hint="--set")
-                overrides[key.strip()] = value
+            overrides: dict[str, object] = dict(parse_assignments(kwargs.pop("assignments"), "--set"))
             for key, _ in flags:
                 value = kwargs.pop(_dest(key))
                 if value is not None and value != ():

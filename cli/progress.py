@@ -21,7 +21,7 @@ class ComponentProgress(logging.Handler):
 
     def __init__(self, echo: Callable[[str], None]) -> None:
         super().__init__(logging.INFO)
-        self.echo, self.started, self.cached, self.seconds = echo, {}, set(), {}
+        self.echo, self.started, self.cached = echo, {}, set()
         self.current: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -33,8 +33,8 @@ class ComponentProgress(logging.Handler):
             self.cached.add(self.current)
         elif record.msg == _FINISHED:
             node = str(record.args[0])
-            self.seconds[node] = time.monotonic() - self.started.get(node, time.monotonic())
-            how = "from TFX's cache" if node in self.cached else f"done in {self.seconds[node]:.1f} s"
+            seconds = time.monotonic() - self.started.get(node, time.monotonic())
+            how = "from TFX's cache" if node in self.cached else f"done in {seconds:.1f} s"
             self.echo(f"  {time.strftime('%H:%M:%S')}  {node}: {how}")
 
 
@@ -48,7 +48,7 @@ class Echo(logging.Handler):
 
 
 def show_progress(echo: Callable[[str], None]) -> ComponentProgress:
-    """Installs the handlers (after the CLI has quietened the rest); returns the one that keeps per-node times."""
+    """Installs the handlers (after the CLI has quietened the rest); returns the one that knows which component is running."""
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from mura.config import Settings
 from mura.quality import DataQualityError
 from mura.reader import MuraLayoutError
 from mura.settings import format_value, setting_fields
+from mura.tables import column_table
 
 if TYPE_CHECKING:
     from analysis.summaries import PipelineSummary
@@ -101,23 +101,14 @@ def _write_json(path: Path, content: dict) -> None:
     path.write_text(json.dumps(content, indent=2, default=str) + "\n")
 
 
-def _table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
-    return tabulate(
-        [[row[key] for _, key in columns] for row in rows],
-        headers=[title for title, _ in columns],
-        floatfmt=".3f",
-        missingval="-",
-    )
-
-
 def _print_results(summary: PipelineSummary) -> None:
     from analysis.tfma_results import IMAGE_COLUMNS
     from mura.study_metrics import STUDY_COLUMNS
 
     click.echo("\nImage-level results on the test split (TFMA):\n")
-    click.echo(_table(summary.image_table, IMAGE_COLUMNS))
+    click.echo(column_table(summary.image_table, IMAGE_COLUMNS))
     click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
-    click.echo(_table(summary.table, STUDY_COLUMNS))
+    click.echo(column_table(summary.table, STUDY_COLUMNS))
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
     click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
     overall = summary.table[-1]["kappa"]

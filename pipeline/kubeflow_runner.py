@@ -162,8 +162,9 @@ def run_arguments_for(package: Path, overrides: dict[str, str]) -> dict[str, Any
     if SETTINGS_MARK not in description:
         raise KubeflowSettingsError(f"{package} was not compiled by `mura kfp compile`: recompile it")
     compiled = json.loads(description.split(SETTINGS_MARK, 1)[1])
+    known = {f.key for f in setting_fields()}
     for key in overrides:
-        if key in COMPILE_TIME or (key in {f.key for f in setting_fields()} and key not in RUN_KEYS):
+        if key in COMPILE_TIME or (key in known and key not in RUN_KEYS):
             raise KubeflowSettingsError(
                 f"{key} is fixed when the pipeline is compiled: recompile with `mura kfp compile --set {key}=...`; "
                 f"a run can change {', '.join(sorted(RUN_KEYS - COMPILE_TIME))}"
