@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-DEMO_PROFILE ?= smoke
+# The demo trains the CPU-sized ResNet50V2 behind the real gate (about 26 minutes on 2 cores, README). For the
+# chain alone in about 3 minutes: make demo DEMO_PROFILE=smoke DEMO_STUDIES=40 DEMO_GATE="--kappa-floor -1 --auc-floor 0"
+# (the smoke model learns nothing, so only opened floors let it through).
+DEMO_PROFILE ?= demo
 # Train studies per body part in the synthetic sample (the test split gets a quarter as many).
-DEMO_STUDIES ?= 40
-# The smoke model learns nothing, so the demo opens the gate's floors to show the chain through to serving;
-# `make demo DEMO_PROFILE=demo DEMO_GATE=` keeps the real gate.
-DEMO_GATE ?= --kappa-floor -1 --auc-floor 0
+DEMO_STUDIES ?= 100
+DEMO_GATE ?=
 
 .PHONY: install test test-fast lint demo bench bench-quick clean
 
@@ -43,8 +44,9 @@ test-fast: lint
 demo: $(STAMP)
 	$(BIN)/mura sample --out $(DEMO_DIR)/data --studies-per-part $(DEMO_STUDIES) --max-side 256 --force
 	$(BIN)/mura audit $(DEMO_DIR)/data
+	@# Exit code 3 is the gate refusing the model: the report then says why, and nothing is served.
 	$(BIN)/mura pipeline run --data-root $(DEMO_DIR)/data --profile $(DEMO_PROFILE) --pipeline-root $(DEMO_DIR)/pipeline \
-	  $(DEMO_GATE)
+	  $(DEMO_GATE) || [ $$? -eq 3 ]
 	$(BIN)/mura report --pipeline-root $(DEMO_DIR)/pipeline --out $(DEMO_DIR)/report
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
 	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
