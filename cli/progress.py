@@ -48,7 +48,8 @@ class Echo(logging.Handler):
 
 
 def show_progress(echo: Callable[[str], None]) -> ComponentProgress:
-    """Installs the handlers (after the CLI has quietened the rest); returns the one that knows which component is running."""
+    """Installs the handlers (after the CLI has quietened the rest); returns the one that knows which component
+    is running."""
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
