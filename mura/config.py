@@ -83,6 +83,17 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DicomConfig:
+    """How DICOM radiographs become PNGs, in `mura import-dicom` and in `mura predict` before they are sent."""
+
+    max_side: int = setting(512, "longest side of a converted radiograph in pixels (MURA's); larger: shrunk; 0: kept")
+
+    def __post_init__(self) -> None:
+        if self.max_side and self.max_side < 32:
+            raise ValueError(f"max_side must be 0 (kept) or at least 32 pixels, got {self.max_side}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The seed's recipe as settings: ResNet50V2 + Dense(512) + Dropout(0.5), class weights, frozen then tuned."""
 
@@ -278,6 +289,7 @@ class Settings:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)
     train: TrainConfig = field(default_factory=lambda: PROFILES["demo"])
     gate: GateConfig = field(default_factory=GateConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)

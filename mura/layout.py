@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 DATASET_DIR = "MURA-v1.1"
 SOURCE_SPLITS = ("train", "valid")
@@ -88,3 +91,18 @@ def parse_study(match: re.Match[str]) -> StudyKey:
         study=match["study"],
         folder_label=1 if match["suffix"] == "positive" else 0,
     )
+
+
+def write_csvs(dataset_dir: Path, studies: Sequence[tuple[StudyKey, int]], append: bool = False) -> None:
+    """The four CSVs as MURA publishes them for (study, image count) pairs with images image1.png to imageN.png: no
+    header, the `MURA-v1.1/` prefix, a trailing slash on study paths. `append` adds rows to CSVs already there."""
+    mode = "a" if append else "w"
+    for split in SOURCE_SPLITS:
+        chosen = [(key, images) for key, images in studies if key.split == split]
+        with (dataset_dir / image_paths_csv(split)).open(mode, newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            paths = (f"{DATASET_DIR}/{key.folder}/image{i}.png" for key, images in chosen for i in range(1, images + 1))
+            writer.writerows([path] for path in paths)
+        with (dataset_dir / labeled_studies_csv(split)).open(mode, newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerows((f"{DATASET_DIR}/{key.folder}/", key.folder_label) for key, _ in chosen)

@@ -24,11 +24,10 @@ from mura.config import SampleConfig
 from mura.layout import (
     BODY_PARTS,
     DATASET_DIR,
-    LABEL_SUFFIX,
     POSITIVE_RATE,
     SOURCE_SPLITS,
-    image_paths_csv,
-    labeled_studies_csv,
+    StudyKey,
+    write_csvs,
 )
 from mura.synthetic.render import plan_study, render_view
 
@@ -49,11 +48,13 @@ class StudySpec:
     seed: tuple[int, ...]
 
     @property
+    def key(self) -> StudyKey:
+        patient = f"patient{self.patient_number:05d}"
+        return StudyKey(self.split, self.body_part, patient, f"study{self.study_number}", self.label)
+
+    @property
     def folder(self) -> str:
-        return (
-            f"{DATASET_DIR}/{self.split}/{self.body_part}/patient{self.patient_number:05d}/"
-            f"study{self.study_number}_{LABEL_SUFFIX[self.label]}"
-        )
+        return f"{DATASET_DIR}/{self.key.folder}"
 
 
 def valid_studies_per_part(train_studies: int) -> int:
@@ -126,7 +127,7 @@ def write_sample(out: str | os.PathLike[str], config: SampleConfig, workers: int
         for folder, images, finding in _render_all(specs, str(out), config, workers):
             findings[folder] = finding
             bar.update(images)
-    _write_csvs(out / DATASET_DIR, specs)
+    write_csvs(out / DATASET_DIR, [(s.key, s.images) for s in specs])
     with (out / MANIFEST).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["study_path", "label", "finding"])
@@ -143,14 +144,3 @@ def _render_all(specs: list[StudySpec], out: str, config: SampleConfig, workers:
     # spawn, not fork: callers may have TensorFlow loaded, whose threads do not survive a fork.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         yield from pool.map(render_study, specs, *([a] * len(specs) for a in args), chunksize=8)
-
-
-def _write_csvs(dataset_dir: Path, specs: list[StudySpec]) -> None:
-    for split in SOURCE_SPLITS:
-        chosen = [s for s in specs if s.split == split]
-        with (dataset_dir / image_paths_csv(split)).open("w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerows([f"{s.folder}/image{i}.png"] for s in chosen for i in range(1, s.images + 1))
-        with (dataset_dir / labeled_studies_csv(split)).open("w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerows((f"{s.folder}/", s.label) for s in chosen)
