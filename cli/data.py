@@ -1,8 +1,10 @@
-"""Data commands: draw a synthetic MURA, audit a MURA root, ingest it through the pipeline's first components."""
+"""Data commands: draw a synthetic MURA, import DICOM radiographs as one, audit a MURA root, ingest it through the
+pipeline's first components."""
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -11,7 +13,9 @@ from tabulate import tabulate
 from cli.options import quiet_tensorflow, with_settings
 from mura.audit import format_rejections, pipeline_table, reasons_table, source_table
 from mura.config import Settings
-from mura.layout import DATASET_DIR
+from mura.dicom_import import REASONS as DICOM_SKIP_REASONS
+from mura.dicom_import import DicomImportError, import_dicom, mura_body_part, read_labels
+from mura.layout import BODY_PARTS, DATASET_DIR, SOURCE_SPLITS
 from mura.quality import DataQualityError, check_rejected_fraction
 from mura.reader import MuraLayoutError, read_mura
 from mura.synthetic.dataset import write_sample
@@ -43,6 +47,74 @@ def sample(out: Path, workers: int, force: bool, settings: Settings) -> None:
         shutil.rmtree(target)
     dataset_dir = write_sample(out, settings.sample, workers=workers)
     click.echo(f"Wrote a synthetic MURA to {dataset_dir}. Next: mura audit {out}")
+
+
+@click.command("import-dicom")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"The root to write {DATASET_DIR}/ under; a root that holds one already is added to.",
+)
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of StudyInstanceUID,label rows (1 = abnormal, 0 = normal; a header line is allowed).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(SOURCE_SPLITS),
+    default="train",
+    show_default=True,
+    help="MURA's split for the whole folder (valid is the pipeline's test split).",
+)
+@click.option(
+    "--body-part",
+    type=click.Choice([part.removeprefix("XR_").lower() for part in BODY_PARTS], case_sensitive=False),
+    help="The body part of every file in the folder, instead of each file's BodyPartExamined.",
+)
+@with_settings(("dicom.max_side", "--max-side"), profile=False)
+def import_dicom_command(
+    src: Path, out: Path, labels: Path, split: str, body_part: str | None, settings: Settings
+) -> None:
+    """Turn a folder of DICOM radiographs into a MURA-v1.1 tree that `mura audit` and the pipeline read.
+
+    Every file under SRC, whatever its name, is read: studies are grouped by StudyInstanceUID, patients by a hash
+    of PatientID (never written in clear), the body part comes from BodyPartExamined (see the README's mapping)
+    and the label from --labels. Files that are not converted are listed, with the reason, in
+    OUT/dicom_skipped.csv. Import a train folder, then a valid folder, into the same OUT: a patient stays on one
+    side.
+    """
+    try:
+        summary = import_dicom(
+            src,
+            out,
+            read_labels(labels),
+            split=split,
+            body_part=mura_body_part(body_part) if body_part else None,
+            max_side=settings.dicom.max_side,
+        )
+    except DicomImportError as error:
+        raise click.ClickException(str(error)) from None
+    rows = []
+    for part in BODY_PARTS:
+        studies = [(key, images) for key, images in summary.studies if key.body_part == part]
+        abnormal = sum(key.folder_label for key, _ in studies)
+        rows.append([f"{split} {part}", len(studies), abnormal, sum(images for _, images in studies)])
+    rows.append([f"{split} all", *(sum(row[column] for row in rows) for column in (1, 2, 3))])
+    click.echo(f"\nConverted into {summary.dataset_dir}:\n")
+    click.echo(tabulate(rows, headers=["", "studies", "abnormal studies", "images"]))
+    if summary.skipped:
+        reasons = Counter(skipped.reason for skipped in summary.skipped)
+        table = [[reason, n, DICOM_SKIP_REASONS[reason]] for reason, n in reasons.most_common()]
+        click.echo(f"\nSkipped files ({len(summary.skipped)}):\n")
+        click.echo(tabulate(table, headers=["reason", "files", "meaning"]))
+    click.echo(f"\nSkipped files listed in {summary.skipped_report}")
+    if not summary.studies:
+        raise click.ClickException(f"no study of {src} was converted; see {summary.skipped_report}")
+    click.echo(f"Next: mura audit {out}")
 
 
 @click.command()

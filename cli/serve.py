@@ -13,6 +13,7 @@ from tabulate import tabulate
 
 from cli.options import quiet_tensorflow, with_settings
 from mura.config import ServingConfig, Settings
+from mura.dicom import DicomError, is_dicom, radiograph_png
 from mura.filesystem import absolute
 
 
@@ -170,13 +171,16 @@ def predict(
     settings: Settings,
 ) -> None:
     """Ask a running server (TF Serving or `mura serve`) for each image's probability of abnormal, and the
-    model's verdict at the threshold it was exported with."""
+    model's verdict at the threshold it was exported with.
+
+    IMAGES are PNG, JPEG or DICOM files; a DICOM radiograph is converted here to the 8-bit PNG the pipeline trains
+    on (rescale, window, MONOCHROME1 inverted, longest side at most dicom.max_side) and sent as such."""
     quiet_tensorflow(verbose=False)
     from mura.study_metrics import study_verdict
     from serving.client import GrpcClient, RestClient, ServingClientError
 
     config = settings.serving
-    payload = [path.read_bytes() for path in images]
+    payload = [image_bytes(path, settings.dicom.max_side) for path in images]
     try:
         if grpc_target:
             with GrpcClient(grpc_target, config.model_name, timeout, retries) as client:
@@ -195,3 +199,15 @@ def predict(
             f"\nStudy of {len(images)} images: mean probability {mean:.3f} -> {verdict[abnormal]} "
             f"(the model's threshold: {answers[0].threshold:g})"
         )
+
+
+def image_bytes(path: Path, max_side: int) -> bytes:
+    """What the server gets for one file: PNG and JPEG bytes as they are, a DICOM file (the `DICM` marker at byte
+    128, whatever its name) as the PNG the import would have written."""
+    data = path.read_bytes()
+    if not is_dicom(data):
+        return data
+    try:
+        return radiograph_png(data, max_side)
+    except DicomError as error:
+        raise click.ClickException(f"{path}: {error.reason}: {error.detail}") from None

@@ -21,7 +21,6 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     BasicTextSRStorage,
-    ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEGLSLossless,
@@ -212,7 +211,7 @@ def test_png_bytes_shrink_to_the_longest_side_keeping_the_aspect() -> None:
     ("examined", "part"),
     [
         ("HAND", "XR_HAND"),
-        ("Left Hand", "XR_HAND"),
+        ("LEFT HAND", "XR_HAND"),
         ("R WRIST", "XR_WRIST"),
         ("THUMB", "XR_FINGER"),
         ("upper arm", "XR_HUMERUS"),
@@ -232,3 +231,190 @@ def test_body_part_examined_maps_to_muras_seven_or_to_nothing(examined: str, par
 def test_every_mura_body_part_has_a_dicom_name() -> None:
     assert set(BODY_PART_NAMES.values()) == set(BODY_PARTS)
     assert all(mura_body_part(part) == part for part in BODY_PARTS)
+
+
+def test_image_bytes_sends_png_as_it_is_and_dicom_as_the_readers_png(tmp_path: Path) -> None:
+    png = tmp_path / "image1.png"
+    png.write_bytes(png_bytes(np.full((4, 4), 7, np.uint8)))
+    assert image_bytes(png, max_side=512) == png.read_bytes()
+    dicom = save(radiograph(RAMP_12, WindowCenter=2048.5, WindowWidth=1025), tmp_path / "IM0001")
+    sent = np.asarray(Image.open(io.BytesIO(image_bytes(dicom, max_side=512))))
+    assert np.array_equal(sent, radiograph_pixels(read_dicom(dicom)))
+    assert Image.open(io.BytesIO(image_bytes(dicom, max_side=32))).size == (4, 3)  # 4 x 3 is already within 32
+
+
+# The import: a train folder and a valid folder written here, into one root.
+SECRET_IDS = ("MRN-SECRET-4711", "MRN-SECRET-0815", "MRN-SECRET-9999")
+IMAGE = (np.arange(20 * 24).reshape(20, 24) * 8) % 4096  # 24 x 20: above the schema's 16-pixel minimum
+
+
+def study_file(patient: str, study: str, part: str, pixels: np.ndarray = IMAGE, **attributes: object) -> Dataset:
+    ds = radiograph(pixels, PatientID=patient, StudyInstanceUID=study, **attributes)
+    if part:
+        ds.BodyPartExamined = part
+    return ds
+
+
+def write_folder(folder: Path, files: dict[str, Dataset | bytes]) -> Path:
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        else:
+            save(content, folder / name)
+    return folder
+
+
+def train_folder(folder: Path) -> Path:
+    rle = study_file(SECRET_IDS[1], "1.2.4", "R WRIST", Modality="CR")
+    rle.compress(RLELossless)
+    return write_folder(
+        folder,
+        {
+            "a/1.dcm": study_file(
+                SECRET_IDS[0],
+                "1.2.1",
+                "LEFT HAND",
+                StudyDate="20240301",
+                WindowCenter=2048.5,
+                WindowWidth=1025,
+                PhotometricInterpretation="MONOCHROME1",
+            ),
+            "a/2.dcm": study_file(SECRET_IDS[0], "1.2.1", "HAND", StudyDate="20240301"),
+            "a/3.dcm": study_file(SECRET_IDS[0], "1.2.2", "WRIST"),
+            "a/4.dcm": study_file(SECRET_IDS[0], "1.2.9", "HAND", StudyDate="20230101"),
+            "b/IM0001": study_file(SECRET_IDS[1], "1.2.3", "ELBOW", Modality="CR"),
+            "b/IM0002": rle,
+            "c/nolabel.dcm": study_file(SECRET_IDS[1], "1.2.5", "HAND"),
+            "c/knee.dcm": study_file(SECRET_IDS[1], "1.2.6", "KNEE"),
+            "c/sr.dcm": structured_report(),
+            "c/cine.dcm": radiograph(np.zeros((3, 20, 24)), NumberOfFrames=3),
+            "c/jpegls.dcm": jpeg_ls(study_file(SECRET_IDS[1], "1.2.8", "HAND")),
+            "c/notes.txt": b"not an image",
+            "d/m1.dcm": study_file(SECRET_IDS[1], "1.2.7", "HAND"),
+            "d/m2.dcm": study_file(SECRET_IDS[1], "1.2.7", "WRIST"),
+        },
+    )
+
+
+LABELS = (
+    "StudyInstanceUID,label\n1.2.1,1\n1.2.2,0\n1.2.3,0\n1.2.4,1\n1.2.6,0\n1.2.7,1\n1.2.8,0\n1.2.9,0\n2.1,1\n2.2,0\n"
+)
+
+
+def import_dicom(src: Path, root: Path, labels: Path, *args: str):
+    return CliRunner().invoke(main, ["import-dicom", str(src), "--out", str(root), "--labels", str(labels), *args])
+
+
+def skipped_files(root: Path) -> dict[str, str]:
+    with (root / "dicom_skipped.csv").open() as handle:
+        return {row["file"]: row["reason"] for row in csv.DictReader(handle)}
+
+
+def test_a_dicom_folder_becomes_a_mura_tree_that_the_audit_and_the_reader_accept(tmp_path: Path) -> None:
+    root, labels = tmp_path / "root", tmp_path / "labels.csv"
+    labels.write_text(LABELS)
+    made = import_dicom(train_folder(tmp_path / "train"), root, labels)
+    assert made.exit_code == 0, made.output
+    assert skipped_files(root) == {
+        "c/nolabel.dcm": "no_label",
+        "c/knee.dcm": "unknown_body_part",
+        "c/sr.dcm": "no_pixel_data",
+        "c/cine.dcm": "multi_frame",
+        "c/jpegls.dcm": "no_decoder",
+        "c/notes.txt": "not_dicom",
+        "d/m1.dcm": "mixed_body_parts",
+        "d/m2.dcm": "mixed_body_parts",
+    }
+    valid = write_folder(
+        tmp_path / "valid",
+        {
+            "IM1": study_file(SECRET_IDS[2], "2.1", "SHOULDER"),
+            "IM2": study_file(SECRET_IDS[0], "2.2", "HAND"),  # a train patient: stays out of valid
+        },
+    )
+    assert import_dicom(valid, root, labels, "--split", "valid").exit_code == 0
+    assert skipped_files(root) == {"IM2": "patient_in_other_split"}
+    again = import_dicom(tmp_path / "train", root, labels)
+    assert again.exit_code == 1 and "no study of" in again.output
+    assert set(skipped_files(root).values()) >= {"already_imported"}
+
+    audited = CliRunner().invoke(main, ["audit", str(root)])
+    assert audited.exit_code == 0, audited.output
+    assert "7 of 7 image rows accepted, 0 rejected" in audited.output
+    index = read_mura(root, progress=False)
+    patient = {secret: patient_folder(secret) for secret in SECRET_IDS}
+    studies = {(r.source_split, r.study_id, r.label, r.image_index) for r in index.images}
+    assert studies == {
+        ("train", f"XR_HAND/{patient[SECRET_IDS[0]]}/study1", 0, 1),  # 1.2.9, the earlier study
+        ("train", f"XR_HAND/{patient[SECRET_IDS[0]]}/study2", 1, 1),  # 1.2.1: a/1.dcm, then a/2.dcm
+        ("train", f"XR_HAND/{patient[SECRET_IDS[0]]}/study2", 1, 2),
+        ("train", f"XR_WRIST/{patient[SECRET_IDS[0]]}/study1", 0, 1),
+        ("train", f"XR_ELBOW/{patient[SECRET_IDS[1]]}/study1", 0, 1),
+        ("train", f"XR_WRIST/{patient[SECRET_IDS[1]]}/study1", 1, 1),  # RLE-compressed
+        ("valid", f"XR_SHOULDER/{patient[SECRET_IDS[2]]}/study1", 1, 1),
+    }
+    assert {r.split for r in index.images if r.source_split == "valid"} == {"test"}
+    first = next(r for r in index.images if r.study_id.endswith("study2") and r.image_index == 1)
+    written = np.asarray(Image.open(first.path))
+    assert np.array_equal(written, radiograph_pixels(read_dicom(tmp_path / "train" / "a/1.dcm")))
+    assert written[0, 0] == 255  # MONOCHROME1, below the window: white
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert not any(secret.encode() in path.read_bytes() for secret in SECRET_IDS), path
+
+
+def test_import_dicom_refuses_a_bad_labels_csv_naming_the_line(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("1.2.1,1\n1.2.2,maybe\n")
+    src = write_folder(tmp_path / "src", {"IM1": study_file("P", "1.2.1", "HAND")})
+    refused = import_dicom(src, tmp_path / "root", labels)
+    assert refused.exit_code == 1
+    assert "line 2: the label is 0 (normal) or 1 (abnormal), got 'maybe'" in refused.output
+    assert not (tmp_path / "root").exists()
+
+
+def test_body_part_override_names_the_part_of_every_file_in_the_folder(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("1.2.1,1\n")
+    wide = np.tile(np.arange(64), (40, 1)) * 64  # 64 x 40
+    src = write_folder(
+        tmp_path / "src", {"IM1": study_file("P", "1.2.1", "", wide), "IM2": study_file("P", "1.2.1", "")}
+    )
+    assert import_dicom(src, tmp_path / "plain", labels).exit_code == 1  # no BodyPartExamined: nothing converted
+    assert set(skipped_files(tmp_path / "plain").values()) == {"unknown_body_part"}
+    made = import_dicom(src, tmp_path / "root", labels, "--body-part", "forearm", "--max-side", "32")
+    assert made.exit_code == 0, made.output
+    [record, second] = read_mura(tmp_path / "root", progress=False).images
+    assert (record.body_part, record.label, second.image_index) == ("XR_FOREARM", 1, 2)
+    assert (record.width, record.height, second.width) == (32, 20, 24)  # 64 x 40 shrunk; 24 x 20 kept
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """`mura serve` on a small model that decodes what it is sent (PNG or JPEG only) and answers 0.3."""
+    from tests.serve_process import ServeProcess
+    from tests.small_models import one_version
+
+    model_dir = one_version(tmp_path_factory.mktemp("dicom-model"), marker=0.3)
+    served = ServeProcess(
+        "local", ["--model-base-path", str(model_dir), "--quiet"], tmp_path_factory.mktemp("log") / "serve.log"
+    )
+    yield served
+    assert served.stop() == 0, served.log()
+
+
+def test_mura_predict_answers_for_a_dicom_file_it_converts_and_refuses_one_without_pixels(server, tmp_path) -> None:
+    from serving.client import RestClient, ServingClientError
+
+    dicom = save(radiograph(RAMP_12, WindowCenter=2048.5, WindowWidth=1025), tmp_path / "IM0001")
+    with pytest.raises(ServingClientError, match="neither PNG nor JPEG"):  # sent as it is, the server refuses it
+        RestClient(server.url, retries=0).predict([dicom.read_bytes()])
+    answered = subprocess.run([MURA, "predict", str(dicom), "--url", server.url], capture_output=True, text=True)
+    assert answered.returncode == 0, answered.stderr
+    assert "0.300" in next(line for line in answered.stdout.splitlines() if str(dicom) in line)
+    report = save(structured_report(), tmp_path / "report.dcm")
+    refused = subprocess.run([MURA, "predict", str(report), "--url", server.url], capture_output=True, text=True)
+    assert (
+        refused.returncode == 1 and f"{report}: no_pixel_data: no pixel data (Basic Text SR Storage)" in refused.stderr
+    )
