@@ -88,3 +88,12 @@ def parse_study(match: re.Match[str]) -> StudyKey:
         study=match["study"],
         folder_label=1 if match["suffix"] == "positive" else 0,
     )
+
+
+def body_part_of_paths(paths: list[str]) -> str | None:
+    """The body part a study's image paths name by MURA's layout (a folder `XR_WRIST`, ...), None when none does;
+    a ValueError when they name several, since one study is of one body part."""
+    named = {part for path in paths for part in re.split(r"[/\\]", path) if part in BODY_PARTS}
+    if len(named) > 1:
+        raise ValueError(f"the images' paths name several body parts ({', '.join(sorted(named))})")
+    return named.pop() if named else None
