@@ -167,7 +167,7 @@ def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: 
 )
 @click.option(
     "--body-part",
-    type=click.Choice(BODY_PARTS, case_sensitive=False),
+    type=click.Choice(BODY_PARTS),
     help="With --study, the study's body part, whose threshold the model applies. [default: the XR_* folder in the "
     "images' paths, as MURA lays them out; else none: the model's global threshold]",
 )
