@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tabulate import tabulate
@@ -15,6 +16,10 @@ from cli.options import quiet_tensorflow, with_settings
 from mura.config import ServingConfig, Settings
 from mura.dicom import DicomError, is_dicom, radiograph_png
 from mura.filesystem import absolute
+from mura.layout import BODY_PARTS, body_part_of_paths
+
+if TYPE_CHECKING:
+    from serving.client import GrpcClient, RestClient
 
 
 @click.command()
@@ -155,7 +160,18 @@ def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: 
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--url", help="REST endpoint. [default: http://<serving.host>:<serving.rest_port>]")
 @click.option("--grpc", "grpc_target", help="gRPC endpoint host:port; used instead of --url when given.")
-@click.option("--study", is_flag=True, help="The images are one study: also print its mean and MURA's verdict.")
+@click.option(
+    "--study",
+    is_flag=True,
+    help="The images are one study: the model's study signature gives its probability (the mean of its images') "
+    "and MURA's verdict at its body part's threshold.",
+)
+@click.option(
+    "--body-part",
+    type=click.Choice(BODY_PARTS),
+    help="With --study, the study's body part, whose threshold the model applies. [default: the XR_* folder in the "
+    "images' paths, as MURA lays them out; else none: the model's global threshold]",
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per attempt.")
 @click.option(
     "--retries", type=click.IntRange(0), default=3, show_default=True, help="While the server is unavailable."
@@ -166,17 +182,21 @@ def predict(
     url: str | None,
     grpc_target: str | None,
     study: bool,
+    body_part: str | None,
     timeout: float,
     retries: int,
     settings: Settings,
 ) -> None:
     """Ask a running server (TF Serving or `mura serve`) for each image's probability of abnormal, and the
-    model's verdict at the threshold it was exported with.
+    model's verdict at the threshold it was exported with; with --study, for the study's.
 
     IMAGES are PNG, JPEG or DICOM files; a DICOM radiograph is converted here to the 8-bit PNG the pipeline trains
     on (rescale, window, MONOCHROME1 inverted, longest side at most dicom.max_side) and sent as such."""
+    if body_part and not study:
+        raise click.UsageError("--body-part goes with --study: it names the study's body part")
+    if study and body_part is None:
+        body_part = _body_part_from_paths(images)
     quiet_tensorflow(verbose=False)
-    from mura.study_metrics import study_verdict
     from serving.client import GrpcClient, RestClient, ServingClientError
 
     config = settings.serving
@@ -184,21 +204,54 @@ def predict(
     try:
         if grpc_target:
             with GrpcClient(grpc_target, config.model_name, timeout, retries) as client:
-                answers = client.predict(payload)
+                _answer(client, images, payload, study, body_part)
         else:
             url = url or f"http://{config.host}:{config.rest_port}"
-            answers = RestClient(url, config.model_name, timeout, retries).predict(payload)
+            _answer(RestClient(url, config.model_name, timeout, retries), images, payload, study, body_part)
     except ServingClientError as error:
         raise click.ClickException(str(error)) from None
-    verdict = {0: "normal", 1: "abnormal"}
-    rows = [[str(p), a.probability, verdict[a.abnormal]] for p, a in zip(images, answers, strict=True)]
-    click.echo(tabulate(rows, headers=["image", "probability", "verdict"], floatfmt=".3f"))
-    if study:
-        mean, abnormal = study_verdict([a.probability for a in answers], answers[0].threshold)
+
+
+VERDICT = {0: "normal", 1: "abnormal"}
+
+
+def _body_part_from_paths(images: tuple[Path, ...]) -> str:
+    """The XR_* folder the images lie in, by MURA's layout; "" (the model's global threshold) when none."""
+    try:
+        return body_part_of_paths([str(path.absolute()) for path in images]) or ""
+    except ValueError as error:
+        raise click.UsageError(f"{error}: one study is of one body part; give --body-part") from None
+
+
+def _answer(
+    client: RestClient | GrpcClient,
+    images: tuple[Path, ...],
+    payload: list[bytes],
+    study: bool,
+    body_part: str | None,
+) -> None:
+    """Asks `client` and prints each image's probability, then the study's when `study`."""
+    from serving.client import ask_about_study
+
+    if not study:
+        answers = client.predict(payload)
+        rows = [[str(p), a.probability, VERDICT[a.abnormal]] for p, a in zip(images, answers, strict=True)]
+        click.echo(tabulate(rows, headers=["image", "probability", "verdict"], floatfmt=".3f"))
+        return
+    answer, by_model = ask_about_study(client, payload, body_part)
+    if not by_model:
         click.echo(
-            f"\nStudy of {len(images)} images: mean probability {mean:.3f} -> {verdict[abnormal]} "
-            f"(the model's threshold: {answers[0].threshold:g})"
+            "The served model has no study signature (an older model): the study's mean is computed here, at the "
+            "model's one threshold for every body part."
         )
+    rows = [[str(p), probability] for p, probability in zip(images, answer.image_probabilities, strict=True)]
+    click.echo(tabulate(rows, headers=["image", "probability"], floatfmt=".3f"))
+    part = f" ({body_part})" if body_part else ""
+    threshold = f"{body_part}'s threshold" if body_part and by_model else "the model's threshold"
+    click.echo(
+        f"\nStudy of {len(images)} images{part}: mean probability {answer.probability:.3f} -> "
+        f"{VERDICT[answer.abnormal]} ({threshold}: {answer.threshold:g})"
+    )
 
 
 def image_bytes(path: Path, max_side: int) -> bytes:

@@ -106,3 +106,12 @@ def write_csvs(dataset_dir: Path, studies: Sequence[tuple[StudyKey, int]], appen
         with (dataset_dir / labeled_studies_csv(split)).open(mode, newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerows((f"{DATASET_DIR}/{key.folder}/", key.folder_label) for key, _ in chosen)
+
+
+def body_part_of_paths(paths: list[str]) -> str | None:
+    """The body part a study's image paths name by MURA's layout (a folder `XR_WRIST`, ...), None when none does;
+    a ValueError when they name several, since one study is of one body part."""
+    named = {part for path in paths for part in re.split(r"[/\\]", path) if part in BODY_PARTS}
+    if len(named) > 1:
+        raise ValueError(f"the images' paths name several body parts ({', '.join(sorted(named))})")
+    return named.pop() if named else None

@@ -1,6 +1,12 @@
 """Server-side batching, as TF Serving's BatchingParameters: concurrent requests to the same signature are
 concatenated along the batch dimension, run once, and split back.
 
+Only signatures whose every input and output has the batch dimension are batched (the caller says so, from the
+signature's shapes); the others run alone, as each request came: a study signature answers one mean per call, and
+two studies concatenated would get one mean between them. (TF Serving's own batching has no such exception: with
+`--enable_batching` it refuses a request with a scalar input, "Batching session Run() input tensors must have at
+least one dimension".)
+
 A batch closes when it holds `max_batch_size` examples or its first request has waited `timeout` seconds. Requests
 are queued per key (model name, signature); each request carries the model version that runs it, and only
 requests of one version (and of compatible shapes) share a batch. Nothing in a queue or a worker outlives the
@@ -59,9 +65,12 @@ class Batcher:
         self._queues: dict[Hashable, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
 
-    def submit(self, key: Hashable, group: Hashable, run: Run, inputs: Inputs) -> Inputs:
+    def submit(self, key: Hashable, group: Hashable, run: Run, inputs: Inputs, batchable: bool = True) -> Inputs:
+        """`batchable` False: `run` answers the request as a whole, so it runs alone."""
+        if not batchable or self.max_batch_size <= 1:
+            return run(inputs)
         sizes = {len(v) for v in inputs.values()}
-        if self.max_batch_size <= 1 or len(sizes) != 1:
+        if len(sizes) != 1:  # no one batch size: the model says what is wrong with the request
             return run(inputs)
         task = _Task(inputs, sizes.pop(), group, run)
         with self._lock:  # a worker retires under the same lock, so it never leaves a task behind

@@ -12,16 +12,27 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
+import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from mura.config import ServingConfig
-from mura.signatures import ABNORMAL, IMAGES_INPUT, PROBABILITY, SERVING_DEFAULT, THRESHOLD
+from mura.signatures import (
+    ABNORMAL,
+    BODY_PART_INPUT,
+    IMAGE_PROBABILITIES,
+    IMAGES_INPUT,
+    PROBABILITY,
+    SERVING_DEFAULT,
+    SERVING_STUDY,
+    THRESHOLD,
+)
+from mura.study_metrics import study_verdict
 
 T = TypeVar("T")
 
@@ -70,6 +81,27 @@ class Prediction(NamedTuple):
 
 
 @dataclass(frozen=True)
+class StudyPrediction:
+    """The model's answer for one study: its probability of abnormal (MURA's protocol: the mean of its images'),
+    its verdict at the operating point of its body part, and each image's probability."""
+
+    probability: float
+    abnormal: int
+    threshold: float
+    image_probabilities: tuple[float, ...]
+
+
+def _study_prediction(outputs: Mapping[str, Any]) -> StudyPrediction:
+    """From `serving_study`'s outputs, as either transport gives them (JSON values or arrays)."""
+    return StudyPrediction(
+        float(outputs[PROBABILITY]),
+        int(outputs[ABNORMAL]),
+        float(outputs[THRESHOLD]),
+        tuple(float(p) for p in np.reshape(outputs[IMAGE_PROBABILITIES], -1)),
+    )
+
+
+@dataclass(frozen=True)
 class RestClient:
     url: str  # http://host:8501
     model_name: str = ServingConfig().model_name
@@ -106,6 +138,21 @@ class RestClient:
         }
         predictions = self._request(f"/v1/models/{self.model_name}:predict", body)["predictions"]
         return [Prediction(float(p[PROBABILITY]), int(p[ABNORMAL]), float(p[THRESHOLD])) for p in predictions]
+
+    def predict_study(self, images: list[bytes], body_part: str) -> StudyPrediction:
+        """In the columnar format: the row format cannot carry a scalar body part beside the images."""
+        body = {
+            "signature_name": SERVING_STUDY,
+            "inputs": {
+                IMAGES_INPUT: [{"b64": base64.b64encode(image).decode()} for image in images],
+                BODY_PART_INPUT: body_part,
+            },
+        }
+        return _study_prediction(self._request(f"/v1/models/{self.model_name}:predict", body)["outputs"])
+
+    def signature_names(self) -> set[str]:
+        metadata = self._request(f"/v1/models/{self.model_name}/metadata")["metadata"]
+        return set(metadata["signature_def"]["signature_def"])
 
     def status(self) -> dict:
         return self._request(f"/v1/models/{self.model_name}")
@@ -152,14 +199,35 @@ class GrpcClient:
         self._channel.close()
 
     def predict(self, images: list[bytes]) -> list[Prediction]:
+        request = self._predict_request(SERVING_DEFAULT, images)
+        response = self._call(self._stub.Predict, request)
+        columns = (tf.make_ndarray(response.outputs[name]).reshape(-1) for name in (PROBABILITY, ABNORMAL, THRESHOLD))
+        return [Prediction(float(p), int(a), float(t)) for p, a, t in zip(*columns, strict=True)]
+
+    def predict_study(self, images: list[bytes], body_part: str) -> StudyPrediction:
+        request = self._predict_request(SERVING_STUDY, images)
+        request.inputs[BODY_PART_INPUT].CopyFrom(tf.make_tensor_proto(body_part, dtype=tf.string))
+        response = self._call(self._stub.Predict, request)
+        return _study_prediction({name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()})
+
+    def signature_names(self) -> set[str]:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        self._call(self._stub.GetModelMetadata, request).metadata["signature_def"].Unpack(signatures)
+        return set(signatures.signature_def)
+
+    def _predict_request(self, signature_name: str, images: list[bytes]) -> predict_pb2.PredictRequest:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
-        request.model_spec.signature_name = SERVING_DEFAULT
+        request.model_spec.signature_name = signature_name
         request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+        return request
 
-        def call() -> predict_pb2.PredictResponse:
+    def _call(self, method: Callable[..., T], request: object) -> T:
+        def call() -> T:
             try:
-                return self._stub.Predict(request, timeout=self.timeout)
+                return method(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.UNAVAILABLE:
                     raise _Unavailable(error.details()) from None
@@ -171,6 +239,16 @@ class GrpcClient:
                     f"{self.target} refused the request ({error.code().name}): {error.details()}"
                 ) from None
 
-        response = _with_retries(call, self.retries, self.backoff, self.target)
-        columns = (tf.make_ndarray(response.outputs[name]).reshape(-1) for name in (PROBABILITY, ABNORMAL, THRESHOLD))
-        return [Prediction(float(p), int(a), float(t)) for p, a, t in zip(*columns, strict=True)]
+        return _with_retries(call, self.retries, self.backoff, self.target)
+
+
+def ask_about_study(
+    client: RestClient | GrpcClient, images: list[bytes], body_part: str
+) -> tuple[StudyPrediction, bool]:
+    """(answer, whether the model gave it): `serving_study` when the served model has it; for an older model, MURA's
+    mean of `serving_default`'s answers, computed here at the model's one threshold whatever the body part."""
+    if SERVING_STUDY in client.signature_names():
+        return client.predict_study(images, body_part), True
+    answers = client.predict(images)
+    probability, abnormal = study_verdict([answer.probability for answer in answers], answers[0].threshold)
+    return StudyPrediction(probability, abnormal, answers[0].threshold, tuple(a.probability for a in answers)), False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
@@ -20,6 +21,27 @@ from serving.model_store import LoadedModel, ModelStore
 
 def input_dtypes(signature: meta_graph_pb2.SignatureDef) -> dict[str, tf.DType]:
     return {name: tf.as_dtype(info.dtype) for name, info in signature.inputs.items()}
+
+
+def declared_shape(info: meta_graph_pb2.TensorInfo) -> list[int] | None:
+    """A tensor's dimensions as its signature declares them (-1: any size); None when even its rank is unknown."""
+    return None if info.tensor_shape.unknown_rank else [dim.size for dim in info.tensor_shape.dim]
+
+
+def has_batch_dimension(info: meta_graph_pb2.TensorInfo) -> bool:
+    dims = declared_shape(info)
+    return bool(dims) and dims[0] == -1
+
+
+def batchable(signature: meta_graph_pb2.SignatureDef) -> bool:
+    """Requests may share a batch only when every input and output is [None, ...]: a signature that answers one
+    value for all its rows (a study's mean) would answer one mean for all the studies of a batch."""
+    return all(map(has_batch_dimension, [*signature.inputs.values(), *signature.outputs.values()]))
+
+
+def shape_text(dims: list[int] | None) -> str:
+    """[None, 3] for a declared shape, [?] when its rank is unknown (as TF Serving prints one)."""
+    return "[?]" if dims is None else "[" + ", ".join("None" if size < 0 else str(size) for size in dims) + "]"
 
 
 class Predictor:
@@ -48,7 +70,8 @@ class Predictor:
         return outputs
 
     def _predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> Inputs:
-        expected = input_dtypes(self.signature(model, signature_name))
+        signature = self.signature(model, signature_name)
+        expected = input_dtypes(signature)
         if set(inputs) != set(expected):
             raise invalid(
                 f"input size does not match signature: {len(inputs)}!={len(expected)} len({{{', '.join(inputs)}}}) "
@@ -56,25 +79,25 @@ class Predictor:
                 f"Missing but required: {sorted(set(expected) - set(inputs))}."
             )
         for key, value in inputs.items():
-            if value.ndim == 0 or len(value) == 0:
-                raise invalid(f"input '{key}' must be a non-empty batch, got shape {list(value.shape)}")
+            _check_shape(key, value, declared_shape(signature.inputs[key]))
             if (value.dtype == object) != (expected[key] == tf.string):
                 raise invalid(f"input '{key}' must be {expected[key].name}, got {value.dtype}")
-        self._check_images(signature_name, inputs)
+        self._check_images(expected, inputs)
         try:
             # Queued per signature; the version rides with the request, so no queue or worker keeps a version.
-            group = (model.version, id(model))
-            outputs = self.batcher.submit((model.name, signature_name), group, _runner(model, signature_name), inputs)
+            group, run = (model.version, id(model)), _runner(model, signature_name)
+            outputs = self.batcher.submit((model.name, signature_name), group, run, inputs, batchable(signature))
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise invalid(_first_line(error)) from None
         return outputs
 
-    def _check_images(self, signature_name: str, inputs: Inputs) -> None:
+    def _check_images(self, dtypes: dict[str, tf.DType], inputs: Inputs) -> None:
         """Images must be PNG or JPEG and decode to at most `max_image_pixels`: a decompression bomb is refused
-        from its header, before any pixel is decoded."""
-        if signature_name == SERVING_DEFAULT and IMAGES_INPUT in inputs:
+        from its header, before any pixel is decoded. Whatever the signature: any string `images` or `examples`
+        input holds images."""
+        if dtypes.get(IMAGES_INPUT) == tf.string:
             images = list(inputs[IMAGES_INPUT].reshape(-1))
-        elif EXAMPLES_INPUT in inputs:
+        elif dtypes.get(EXAMPLES_INPUT) == tf.string:
             images = [_example_image(record) for record in inputs[EXAMPLES_INPUT].reshape(-1)]
         else:
             return
@@ -89,6 +112,17 @@ class Predictor:
                     f"image {index} is {header.width}x{header.height} = {pixels} pixels, more than the "
                     f"limit of {self.config.max_image_pixels}"
                 )
+
+
+def _check_shape(name: str, value: np.ndarray, dims: list[int] | None) -> None:
+    """The shape the signature declares (its function would take any other and answer nonsense), and no empty
+    batch: refused here with what was expected."""
+    if dims is None:
+        return
+    if value.ndim != len(dims) or any(size not in (-1, got) for size, got in zip(dims, value.shape, strict=True)):
+        raise invalid(f"input '{name}' must have shape {shape_text(dims)}, got {list(value.shape)}")
+    if dims and dims[0] == -1 and value.shape[0] == 0:
+        raise invalid(f"input '{name}' must be a non-empty batch, got shape {list(value.shape)}")
 
 
 def _example_image(record: bytes) -> bytes:

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.batching import Inputs
 from serving.errors import invalid
+from serving.predictor import declared_shape, has_batch_dimension, shape_text
 
 
 def _decode(value: Any, dtype: tf.DType) -> Any:
@@ -45,6 +47,12 @@ def _tensor(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
     return array
 
 
+def _refuse_unknown(names: set[str], dtypes: dict[str, tf.DType]) -> None:
+    unknown = names - set(dtypes)
+    if unknown:
+        raise invalid(f"inputs {sorted(unknown)} are not in the signature, which takes {sorted(dtypes)}")
+
+
 def parse_request(body: Any, dtypes: dict[str, tf.DType]) -> tuple[Inputs, str]:
     """(inputs, 'row' or 'columnar') from a predict request body, typed by the signature's inputs."""
     if not isinstance(body, dict):
@@ -57,10 +65,14 @@ def parse_request(body: Any, dtypes: dict[str, tf.DType]) -> tuple[Inputs, str]:
         if not isinstance(rows, list) or not rows:
             raise invalid("'instances' must be a non-empty list")
         if all(isinstance(r, dict) and "b64" not in r for r in rows):
-            names = set(rows[0])
-            if any(set(r) != names for r in rows):
-                raise invalid("every instance must have the same named inputs")
-            columns = {name: [r[name] for r in rows] for name in names}
+            _refuse_unknown(set().union(*rows), dtypes)
+            for index, row in enumerate(rows):  # TF Serving's words: every instance names every input
+                if set(row) != set(dtypes):
+                    raise invalid(
+                        f"Failed to process element: {index} of 'instances' list. JSON object with keys "
+                        f"{','.join(sorted(row))} keys must be equal to: {','.join(sorted(dtypes))}"
+                    )
+            columns = {name: [r[name] for r in rows] for name in dtypes}
         elif single is not None:
             columns = {single: rows}
         else:
@@ -75,10 +87,21 @@ def parse_request(body: Any, dtypes: dict[str, tf.DType]) -> tuple[Inputs, str]:
         else:
             raise invalid(f"the signature has inputs {sorted(dtypes)}: 'inputs' must be an object naming them")
         kind = "columnar"
-    unknown = set(columns) - set(dtypes)
-    if unknown:
-        raise invalid(f"inputs {sorted(unknown)} are not in the signature, which takes {sorted(dtypes)}")
+    _refuse_unknown(set(columns), dtypes)
     return {name: _tensor(value, dtypes[name], name) for name, value in columns.items()}, kind
+
+
+def check_row_format(signature_name: str, signature: meta_graph_pb2.SignatureDef) -> None:
+    """The row format stacks the instances, so every input it makes has their number as its 0-th dimension; an
+    input declared without that dimension (a study's scalar body part) needs the columnar format."""
+    for name, info in sorted(signature.inputs.items()):
+        if not has_batch_dimension(info):
+            raise invalid(
+                f"the row format ('instances') gives every named input the same 0-th dimension, one row per "
+                f"instance, but input '{name}' of signature \"{signature_name}\" has shape "
+                f"{shape_text(declared_shape(info))}: send this request in the columnar format ('inputs'), "
+                "whose named inputs need not share the 0-th dimension"
+            )
 
 
 def _json_value(array: np.ndarray, name: str) -> Any:

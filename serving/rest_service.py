@@ -29,11 +29,12 @@ import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
 
+from mura.signatures import SERVING_DEFAULT
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import CONTENT_TYPE, log_access
 from serving.model_store import LoadedModel
 from serving.predictor import Predictor, input_dtypes
-from serving.rest_format import format_response, parse_request
+from serving.rest_format import check_row_format, format_response, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,10 @@ class RestApi:
         body = parse_json(data, self.max_json_depth, self.max_json_values)
         signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
         model: LoadedModel = self.predictor.store.get(name, version, label)
-        dtypes = input_dtypes(self.predictor.signature(model, signature_name))
-        inputs, kind = parse_request(body, dtypes)
+        signature = self.predictor.signature(model, signature_name)
+        inputs, kind = parse_request(body, input_dtypes(signature))
+        if kind == "row":
+            check_row_format(signature_name or SERVING_DEFAULT, signature)
         return format_response(self.predictor.predict(model, signature_name, inputs), kind)
 
 

@@ -5,6 +5,11 @@ a fraction of one, so tests can push a dozen versions.
 like the Trainer's export. Each version answers its own constant probability (`marker`), so a test can tell from a
 REST answer which version served it, and carries `ballast` float32 weights, so that a version left in memory shows
 in the process' resident memory.
+
+`export_study` adds `serving_study` as the Trainer's export has it: one study's `images` and its `body_part` in, the
+study's `probability` (the mean of its images'), `abnormal` and `threshold` (its part's, from `PART_THRESHOLDS`)
+and `image_probabilities` out. An image's probability is its mean brightness, so studies of different images get
+different answers, known in advance (`flat_png`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 THRESHOLD = 0.5
+PART_THRESHOLDS = {"XR_WRIST": 0.3, "XR_HAND": 0.7}  # any other part, or "": THRESHOLD
 
 
 class _Tiny(tf.Module):
@@ -49,6 +55,56 @@ def export(path: Path, marker: float = 0.25, ballast: int = 1 << 20) -> Path:
     return path
 
 
+class _Study(tf.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        parts, thresholds = zip(*PART_THRESHOLDS.items(), strict=True)
+        self.thresholds = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(parts), tf.constant(thresholds, tf.float32)), THRESHOLD
+        )
+
+    def _brightness(self, images: tf.Tensor) -> tf.Tensor:
+        def one(data: tf.Tensor) -> tf.Tensor:
+            pixels = tf.image.decode_image(data, channels=1, expand_animations=False)
+            return tf.reduce_mean(tf.cast(pixels, tf.float32)) / 255.0
+
+        return tf.map_fn(one, images, fn_output_signature=tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serving_default(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probability = self._brightness(images)
+        return {
+            "probability": probability,
+            "abnormal": tf.cast(probability > THRESHOLD, tf.int64),
+            "threshold": tf.fill(tf.shape(probability), THRESHOLD),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="images"),
+            tf.TensorSpec([], tf.string, name="body_part"),  # one per study: a scalar
+        ]
+    )
+    def serving_study(self, images: tf.Tensor, body_part: tf.Tensor) -> dict[str, tf.Tensor]:
+        image_probabilities = self._brightness(images)
+        probability = tf.reduce_mean(image_probabilities)
+        threshold = self.thresholds.lookup(body_part)
+        return {
+            "probability": probability,
+            "abnormal": tf.cast(probability > threshold, tf.int64),
+            "threshold": threshold,
+            "image_probabilities": image_probabilities,
+        }
+
+
+def export_study(path: Path) -> Path:
+    """A SavedModel at `path` with `serving_default` and `serving_study`, both answering images' brightness."""
+    module = _Study()
+    signatures = {"serving_default": module.serving_default, "serving_study": module.serving_study}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return path
+
+
 def add_version(base: Path, version: int, source: Path) -> Path:
     """`source` copied in as <base>/<version>, renamed into place whole (as the pusher does)."""
     staging = base / f".staging-{version}"
@@ -57,11 +113,23 @@ def add_version(base: Path, version: int, source: Path) -> Path:
     return base / str(version)
 
 
-def one_version(root: Path, marker: float) -> Path:
-    """<root>/mura with version 1 answering `marker` (little ballast): what a served folder holds after a push."""
+def served(root: Path, source: Path) -> Path:
+    """<root>/mura with the SavedModel `source` as version 1: what a served folder holds after a push."""
     (root / "mura").mkdir()
-    add_version(root / "mura", 1, export(root / "export", marker=marker, ballast=16))
+    add_version(root / "mura", 1, source)
     return root / "mura"
+
+
+def one_version(root: Path, marker: float) -> Path:
+    """A served folder whose version 1 answers `marker` (with little ballast)."""
+    return served(root, export(root / "export", marker=marker, ballast=16))
+
+
+def flat_png(level: int, size: tuple[int, int] = (24, 16)) -> bytes:
+    """A PNG of one gray `level`: the study model's probability for it is level / 255."""
+    buffer = io.BytesIO()
+    Image.new("L", size, level).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def png(seed: int = 0, size: tuple[int, int] = (24, 16)) -> bytes:

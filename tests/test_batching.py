@@ -115,3 +115,19 @@ def test_an_idle_worker_ends_and_no_model_outlives_its_requests() -> None:
         time.sleep(0.05)
     assert batcher.workers() == 0 and threading.active_count() <= before
     assert batcher.submit(("m", "sig"), 2, Model(), {"x": np.zeros(1)})["y"].tolist() == [1.0]  # a new worker
+
+
+def test_a_signature_without_the_batch_dimension_runs_each_request_alone() -> None:
+    """A study's mean: concatenated, four studies would get one mean between them."""
+    calls: list[int] = []
+
+    def mean(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"mean": np.mean(inputs["x"])}
+
+    batcher = Batcher(max_batch_size=32, timeout_seconds=0.2)
+    studies = [np.full(size, float(size)) for size in (1, 2, 3, 4)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda x: batcher.submit(("m", "study"), 1, mean, {"x": x}, batchable=False), studies))
+    assert [float(answer["mean"]) for answer in answers] == [1.0, 2.0, 3.0, 4.0]
+    assert sorted(calls) == [1, 2, 3, 4] and batcher.workers() == 0
