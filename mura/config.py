@@ -144,7 +144,10 @@ MIN_BOOTSTRAP_SAMPLES = 100
 class GateConfig:
     """What a candidate model must reach to be pushed."""
 
-    study_kappa_floor: float = setting(0.0, "overall study-level Cohen's kappa on the test split must be above it")
+    study_kappa_floor: float = setting(
+        0.0,
+        "overall study-level Cohen's kappa on the test split must be above it (see gate_on_lower_bound)",
+    )
     auc_floor: float = setting(0.7, "TFMA: overall image-level ROC AUC on the test split must reach it")
     body_part_auc_floor: float | None = setting(None, "TFMA: every body part's AUC must reach it; none: no floor")
     auc_min_change: float = setting(-0.01, "TFMA: candidate AUC minus the baseline's must reach it")

@@ -47,11 +47,10 @@ class GateDecision:
     def from_report(cls, report: dict) -> GateDecision:
         """Read back from study_metrics.json. Reports written before the gate could use the lower bound held the
         point against the floor, and say only that."""
-        point = next(row["kappa"] for row in report["rows"] if row["group"] == "overall")
         return cls(
             blessed=report["blessed"],
             figure=report.get("gate_figure", POINT),
-            kappa=report.get("gate_kappa", point),
+            kappa=report.get("gate_kappa", report["rows"][-1]["kappa"]),  # the overall row comes last
             floor=report["kappa_floor"],
         )
 
