@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.curves import SliceCurves
@@ -20,8 +21,22 @@ def _short(group: str) -> str:
     return group.removeprefix("XR_").lower()
 
 
+def _values(rows: Sequence[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if row.get(key) is None else row[key] for row in rows], dtype=float)
+
+
+def _interval_bars(axes: Axes, x: np.ndarray, rows: Sequence[dict], figure: str) -> None:
+    """Each row's 95 % interval of `figure` as an error bar, drawn from its bounds (a percentile interval need not
+    be centred on the point); nothing where a row has no interval."""
+    low, high = _values(rows, f"{figure}_low"), _values(rows, f"{figure}_high")
+    if np.isnan(low).all():
+        return
+    axes.errorbar(x, (low + high) / 2, yerr=(high - low) / 2, fmt="none", ecolor="black", capsize=3, label="95 % CI")
+
+
 def study_metrics_chart(rows: Sequence[dict]) -> Figure:
-    """Study-level kappa per body part beside the MURA paper's model and best radiologist, and AUROC."""
+    """Study-level kappa per body part, with its 95 % interval, beside the MURA paper's model and best radiologist;
+    and AUROC with its interval."""
     groups = [row["group"] for row in rows]
     x = np.arange(len(groups))
     figure = Figure(figsize=(11, 4), layout="constrained")
@@ -29,20 +44,22 @@ def study_metrics_chart(rows: Sequence[dict]) -> Figure:
     series = [("this model", "kappa", "tab:blue"), ("MURA paper", "paper_kappa", "tab:gray")]
     series.append(("best radiologist", "radiologist_kappa", "tab:orange"))
     for offset, (label, key, color) in zip((-0.27, 0.0, 0.27), series, strict=True):
-        values = [np.nan if row.get(key) is None else row[key] for row in rows]
-        kappa.bar(x + offset, values, width=0.27, label=label, color=color)
+        kappa.bar(x + offset, _values(rows, key), width=0.27, label=label, color=color)
+    _interval_bars(kappa, x - 0.27, rows, "kappa")
     kappa.set_xticks(x, [_short(g) for g in groups], rotation=30)
     kappa.set_ylabel("Cohen's kappa (study level)")
     kappa.axhline(0, color="black", linewidth=0.8)
-    kappa.legend(loc="lower right", fontsize="small")
+    kappa.set_ylim(top=1.2)  # room above the bars for the legend
+    kappa.legend(loc="upper left", ncols=4, fontsize="small")
     kappa.set_title("Study-level kappa")
-    aurocs = [np.nan if row.get("auroc") is None else row["auroc"] for row in rows]
-    auroc.bar(x, aurocs, color="tab:blue")
+    auroc.bar(x, _values(rows, "auroc"), color="tab:blue")
+    _interval_bars(auroc, x, rows, "auroc")
     auroc.axhline(0.5, color="gray", linestyle="--", linewidth=0.8, label="chance")
     auroc.set_xticks(x, [_short(g) for g in groups], rotation=30)
-    auroc.set_ylim(0, 1)
+    auroc.set_ylim(0, 1.2)
+    auroc.set_yticks(np.linspace(0, 1, 6))
     auroc.set_title("Study-level AUROC")
-    auroc.legend(loc="lower right", fontsize="small")
+    auroc.legend(loc="upper left", ncols=2, fontsize="small")
     return figure
 
 

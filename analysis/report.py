@@ -35,6 +35,7 @@ from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_cu
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
 from mura import features
 from mura.image_ops import decode_batch_to_square
+from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
 from mura.tables import column_table
 
@@ -58,15 +59,18 @@ class Analysis:
     def threshold(self) -> float:
         return self.study["threshold"]
 
+    @property
+    def study_gate(self) -> GateDecision:
+        return GateDecision.from_report(self.study)
+
     def verdict(self) -> list[str]:
         """Why the model was, or was not, pushed: one line per reason."""
-        overall = self.study["rows"][-1]["kappa"]
-        floor = self.study["kappa_floor"]
+        gate = self.study_gate
         lines = [f"TFMA: {failure}" for failure in self.tfma_failures]
-        if not self.study["blessed"]:
-            lines.append(f"study level: overall kappa {overall:.3f} is not above the floor {floor}")
+        if not gate.blessed:
+            lines.append(f"study level: {gate.reason()}")
         if self.pushed_to:
-            return [f"Pushed to {self.pushed_to}: TFMA blessed it and overall study kappa {overall:.3f} > {floor}."]
+            return [f"Pushed to {self.pushed_to}: TFMA blessed it and {gate.reason()}."]
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
@@ -208,6 +212,8 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
         run=analysis.run,
         model_dir=analysis.model_dir,
         study_table=html_table(analysis.study["rows"], STUDY_COLUMNS),
+        study_gate=analysis.study_gate,
+        bootstrap_samples=analysis.study.get("bootstrap_samples", 0),  # none before intervals were reported
         image_table=html_table(analysis.image_rows, IMAGE_COLUMNS),
         figures=figure_files,
         cases=[stem for stem in figure_files if stem.startswith("misread_")],

@@ -16,6 +16,7 @@ from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
 from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
 from mura.splits import PIPELINE_SPLITS
+from mura.study_gate import GateDecision
 
 
 @dataclass
@@ -52,9 +53,12 @@ def read_ingestion_summary(metadata_path: str) -> IngestionSummary:
 
 @dataclass
 class PipelineSummary:
-    table: list[dict[str, object]]  # study level: one row per body part, then "overall"
+    table: list[dict[str, object]]  # study level: one row per body part, then "overall", with 95 % intervals
+    bootstrap_samples: int  # behind each interval; 0: no intervals
     kappa_floor: float
     blessed: bool  # by the study-level kappa floor
+    gate_figure: str  # what the floor was held against: the overall kappa's "point" or "lower bound"
+    gate_kappa: float  # and its value
     image_table: list[dict[str, object]]  # TFMA, image level: one row per body part, then "overall"
     tfma_failures: list[str]  # TFMA's failed thresholds; empty when it blessed the model
     pushed_to: str  # empty when not pushed
@@ -65,15 +69,23 @@ class PipelineSummary:
     def official_predictions(self) -> str:
         return os.path.join(self.metrics_dir, PREDICTIONS_CSV)
 
+    @property
+    def study_gate(self) -> GateDecision:
+        return GateDecision(self.blessed, self.gate_figure, self.gate_kappa, self.kappa_floor)
+
 
 def read_pipeline_summary(metadata_path: str) -> PipelineSummary:
     outputs = find_run_outputs(metadata_path).require("evaluation", "study_evaluation", "pushed_model")
     with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
         report = json.load(handle)
+    gate = GateDecision.from_report(report)
     return PipelineSummary(
         table=report["rows"],
-        kappa_floor=report["kappa_floor"],
-        blessed=report["blessed"],
+        bootstrap_samples=report.get("bootstrap_samples", 0),  # none before intervals were reported
+        kappa_floor=gate.floor,
+        blessed=gate.blessed,
+        gate_figure=gate.figure,
+        gate_kappa=gate.kappa,
         image_table=image_table(outputs.evaluation),
         tfma_failures=failures(outputs.evaluation),
         pushed_to=outputs.pushed_to,

@@ -109,20 +109,19 @@ def _print_results(summary: PipelineSummary) -> None:
     click.echo(column_table(summary.image_table, IMAGE_COLUMNS))
     click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
     click.echo(column_table(summary.table, STUDY_COLUMNS))
+    if summary.bootstrap_samples:
+        click.echo(f"95 % CI: percentile interval over {summary.bootstrap_samples} bootstrap resamples of the studies.")
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
     click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
-    overall = summary.table[-1]["kappa"]
+    gate = summary.study_gate
     if summary.pushed_to:
-        click.echo(
-            f"Pushed to {summary.pushed_to} (TFMA blessed it; overall study kappa {overall:.3f} > floor "
-            f"{summary.kappa_floor})."
-        )
+        click.echo(f"Pushed to {summary.pushed_to} (TFMA blessed it; {gate.reason()}).")
         return
     click.echo("Not pushed:")
     for failure in summary.tfma_failures:
         click.echo(f"  TFMA: {failure}")
-    if not summary.blessed:
-        click.echo(f"  overall study kappa {overall:.3f} is not above the floor {summary.kappa_floor}")
+    if not gate.blessed:
+        click.echo(f"  {gate.reason()}")
 
 
 @click.command()

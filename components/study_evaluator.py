@@ -1,11 +1,13 @@
 """MURA's official evaluation as a component: study-level kappa and AUROC per body part, and a blessing.
 
 It scores the raw `test` examples through the candidate's own `serving_examples` signature (so what is measured
-is what will be served), averages image probabilities per study, writes the paper-style table (JSON and CSV)
-and the official scoring script's input, and blesses the model when the overall study kappa reaches the floor.
+is what will be served), averages image probabilities per study, writes the paper-style table (JSON and CSV, each
+figure with its 95 % bootstrap interval) and the official scoring script's input, and blesses the model when the
+overall study kappa (or the lower bound of its interval) is above the floor.
 """
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -21,9 +23,11 @@ from tfx.utils import io_utils, path_utils
 from components.artifacts import StudyEvaluation
 from mura import features
 from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES
+from mura.study_gate import GateDecision, decide
 from mura.study_metrics import (
-    STUDY_COLUMNS,
+    CONFIDENCE,
     ImagePrediction,
+    StudyMetrics,
     aggregate_studies,
     official_rows,
     study_path,
@@ -71,6 +75,19 @@ def _csv(rows: "list[list[object]]") -> str:
     return buffer.getvalue()
 
 
+def _record_gate(
+    decision: GateDecision, overall: StudyMetrics, evaluation: StudyEvaluation, blessing: ModelBlessing
+) -> None:
+    """ML Metadata's copy of the study-level figures and of which one the gate held against the floor."""
+    for name in ("kappa", "kappa_low", "kappa_high", "auroc", "auroc_low", "auroc_high"):
+        if getattr(overall, name) is not None:
+            evaluation.set_float_custom_property(f"overall_{name}", getattr(overall, name))
+    for artifact in (evaluation, blessing):
+        artifact.set_string_custom_property("gate_figure", decision.figure)
+        artifact.set_float_custom_property("gate_kappa", decision.kappa)
+    blessing.set_int_custom_property("blessed", int(decision.blessed))
+
+
 @component
 def StudyEvaluator(
     model: InputArtifact[Model],
@@ -79,10 +96,14 @@ def StudyEvaluator(
     blessing: OutputArtifact[ModelBlessing],
     threshold: Parameter[float] = 0.5,
     kappa_floor: Parameter[float] = 0.0,
+    bootstrap_samples: Parameter[int] = 1000,
+    bootstrap_seed: Parameter[int] = 0,
+    gate_on_lower_bound: Parameter[int] = 0,  # 0 or 1: Kubeflow's run parameters carry no booleans
     split: Parameter[str] = "test",
     batch_size: Parameter[int] = 64,
 ) -> None:
-    """Blesses the model when its overall study-level kappa on `split` is above `kappa_floor`."""
+    """Blesses the model when its overall study-level kappa on `split` (the point estimate, or with
+    `gate_on_lower_bound` the lower bound of its 95 % bootstrap interval) is above `kappa_floor`."""
     split_uri = artifact_utils.get_split_uri([examples], split)  # a ValueError naming the split if it is missing
     files = tf.io.gfile.glob(io_utils.all_files_pattern(split_uri))
     if not files:
@@ -90,13 +111,13 @@ def StudyEvaluator(
     model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
     images = score_images(model_dir, files, batch_size)
     studies = aggregate_studies(images, threshold)
-    table = study_table(studies)
-    overall = table[-1]
-    blessed = overall.kappa > kappa_floor  # strict: a constant model (kappa 0) never passes the default
-    header = [field for _, field in STUDY_COLUMNS]
-    metrics = {"split": split, "threshold": threshold, "kappa_floor": kappa_floor, "blessed": blessed}
+    table = study_table(studies, bootstrap_samples, bootstrap_seed)
+    decision = decide(table, kappa_floor, on_lower_bound=bool(gate_on_lower_bound))
+    header = [field.name for field in dataclasses.fields(StudyMetrics)]
+    intervals = {"confidence": CONFIDENCE, "bootstrap_samples": bootstrap_samples, "bootstrap_seed": bootstrap_seed}
+    metrics = {"split": split, "threshold": threshold, **decision.to_report(), **intervals}
     reports = {
-        METRICS_JSON: json.dumps({**metrics, "rows": [row.__dict__ for row in table]}, indent=2),
+        METRICS_JSON: json.dumps({**metrics, "rows": [dataclasses.asdict(row) for row in table]}, indent=2),
         METRICS_CSV: _csv([header] + [[getattr(r, h) for h in header] for r in table]),
         PREDICTIONS_CSV: _csv([list(row) for row in official_rows(studies)]),
         IMAGE_PREDICTIONS_CSV: _csv(
@@ -105,8 +126,5 @@ def StudyEvaluator(
     }
     for name, text in reports.items():
         io_utils.write_string_file(os.path.join(evaluation.uri, name), text)
-    evaluation.set_float_custom_property("overall_kappa", overall.kappa)
-    if overall.auroc is not None:
-        evaluation.set_float_custom_property("overall_auroc", overall.auroc)
-    blessing.set_int_custom_property("blessed", int(blessed))
-    logging.info("Study-level kappa %.3f (floor %.3f): %s", overall.kappa, kappa_floor, "blessed" if blessed else "not")
+    _record_gate(decision, table[-1], evaluation, blessing)
+    logging.info("Study level: %s", decision.reason())

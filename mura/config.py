@@ -148,14 +148,39 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+MIN_BOOTSTRAP_SAMPLES = 100
+
+
 @dataclass(frozen=True)
 class GateConfig:
     """What a candidate model must reach to be pushed."""
 
-    study_kappa_floor: float = setting(0.0, "overall study-level Cohen's kappa on the test split must be above it")
+    study_kappa_floor: float = setting(
+        0.0,
+        "overall study-level Cohen's kappa on the test split must be above it (see gate_on_lower_bound)",
+    )
     auc_floor: float = setting(0.7, "TFMA: overall image-level ROC AUC on the test split must reach it")
     body_part_auc_floor: float | None = setting(None, "TFMA: every body part's AUC must reach it; none: no floor")
     auc_min_change: float = setting(-0.01, "TFMA: candidate AUC minus the baseline's must reach it")
+    bootstrap_samples: int = setting(
+        1000, "resamples of the test studies behind each study-level figure's 95 % interval; 0: no intervals"
+    )
+    bootstrap_seed: int = setting(0, "seeds the resampling: the same seed, the same intervals")
+    gate_on_lower_bound: bool = setting(
+        False, "hold the lower bound of the overall study kappa's 95 % interval against the floor, not the point"
+    )
+
+    def __post_init__(self) -> None:
+        # Fewer resamples cannot place the 2.5th and 97.5th percentiles of a 95 % interval.
+        if self.bootstrap_samples != 0 and self.bootstrap_samples < MIN_BOOTSTRAP_SAMPLES:
+            raise ValueError(
+                f"bootstrap_samples must be 0 (no intervals) or at least {MIN_BOOTSTRAP_SAMPLES}, "
+                f"got {self.bootstrap_samples}"
+            )
+        if self.bootstrap_seed < 0:
+            raise ValueError(f"bootstrap_seed must not be negative, got {self.bootstrap_seed}")
+        if self.gate_on_lower_bound and not self.bootstrap_samples:
+            raise ValueError("gate_on_lower_bound needs an interval: set bootstrap_samples above 0")
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tabulate import tabulate
 
+Key = str | Callable[[dict], object]  # a row's field, or a function of the row (a cell made of several fields)
+Column = tuple[str, Key]
 
-def column_table(rows: list[dict], columns: Sequence[tuple[str, str]], tablefmt: str = "simple") -> str:
+
+def _cell(row: dict, key: Key) -> object:
+    return key(row) if callable(key) else row.get(key)
+
+
+def column_table(rows: list[dict], columns: Sequence[Column], tablefmt: str = "simple") -> str:
     """`columns` are (title, key) pairs; a missing or None value shows as "-"."""
     return tabulate(
-        [[row.get(key) for _, key in columns] for row in rows],
+        [[_cell(row, key) for _, key in columns] for row in rows],
         headers=[title for title, _ in columns],
         tablefmt=tablefmt,
         floatfmt=".3f",

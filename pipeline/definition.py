@@ -109,6 +109,9 @@ def training_components(ingested: Ingestion, values: PipelineValues) -> list[Bas
         examples=ingested.example_gen.outputs["examples"],
         threshold=values["threshold"],
         kappa_floor=values["kappa_floor"],
+        bootstrap_samples=values["bootstrap_samples"],
+        bootstrap_seed=values["bootstrap_seed"],
+        gate_on_lower_bound=values["gate_on_lower_bound"],
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from tfx.orchestration.data_types import RuntimeParameter
 
-from mura.config import GateConfig, Settings
+from mura.config import Settings
 from mura.settings import setting_fields
 from pipeline.eval_config import eval_config
 
@@ -46,20 +46,26 @@ def _keys(section: str, leave_out: frozenset[str] = frozenset()) -> tuple[str, .
     return tuple(f.key for f in setting_fields() if f.section == section and f.key not in leave_out)
 
 
+# The gate's settings the StudyEvaluator takes; the rest of the gate section is TFMA's config.
+_STUDY_GATE = (
+    RunParameter("kappa_floor", ("gate.study_kappa_floor",), lambda s: s.gate.study_kappa_floor),
+    RunParameter("bootstrap_samples", ("gate.bootstrap_samples",), lambda s: s.gate.bootstrap_samples),
+    RunParameter("bootstrap_seed", ("gate.bootstrap_seed",), lambda s: s.gate.bootstrap_seed),
+    # KFP's run parameters are numbers or strings: the switch travels as 0 or 1.
+    RunParameter("gate_on_lower_bound", ("gate.gate_on_lower_bound",), lambda s: int(s.gate.gate_on_lower_bound)),
+)
+_TFMA_GATE = _keys("gate", leave_out=frozenset(key for parameter in _STUDY_GATE for key in parameter.keys))
+
 PARAMETERS = (
     RunParameter("data_root", ("run.data_root",), lambda s: s.run.data_root),
     RunParameter("serving_root", ("run.serving_root",), lambda s: s.run.serving),
     RunParameter("eval_fraction", ("data.eval_fraction",), lambda s: s.data.eval_fraction),
     RunParameter("split_salt", ("data.split_salt",), lambda s: s.data.split_salt),
     RunParameter("max_rejected_fraction", ("data.max_rejected_fraction",), lambda s: s.data.max_rejected_fraction),
-    RunParameter("kappa_floor", ("gate.study_kappa_floor",), lambda s: s.gate.study_kappa_floor),
+    *_STUDY_GATE,
     RunParameter("threshold", ("train.threshold",), lambda s: s.train.threshold),
     RunParameter("train", _keys("train", COMPILE_TIME), lambda s: {"train": dataclasses.asdict(s.train)}),
-    RunParameter(
-        "tfma_eval_config",
-        (*(f"gate.{f.name}" for f in dataclasses.fields(GateConfig)), "train.threshold"),
-        lambda s: eval_config(s.train, s.gate),
-    ),
+    RunParameter("tfma_eval_config", (*_TFMA_GATE, "train.threshold"), lambda s: eval_config(s.train, s.gate)),
 )
 BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 RUN_KEYS = frozenset(key for parameter in PARAMETERS for key in parameter.keys)

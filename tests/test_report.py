@@ -12,6 +12,7 @@ import nbformat
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.container import BarContainer, ErrorbarContainer
 from ml_metadata.proto import metadata_store_pb2
 from nbclient import NotebookClient
 from PIL import Image, ImageOps
@@ -19,17 +20,21 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from analysis.curves import Counts, rebin_calibration, roc_points
+from analysis.figures import study_metrics_chart
 from analysis.metadata import open_store, pipeline_runs
 from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
 from analysis.run_outputs import find_run_outputs
-from analysis.summaries import read_ingestion_summary
+from analysis.summaries import PipelineSummary, read_ingestion_summary
 from analysis.tfma_results import OVERALL
 from cli.main import main
+from cli.runs import _print_results
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
-from mura.study_metrics import ImagePrediction
+from mura.study_gate import decide
+from mura.study_metrics import ImagePrediction, study_table
 from tests.conftest import TINY_TRAIN, tiny_settings
+from tests.test_study_metrics import drawn_studies
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +94,91 @@ def test_the_page_escapes_everything_read_from_the_run() -> None:
     assert "0.250" in page and "0.750" in page  # numbers as before
     assert re.search(r"<td[^>]*>\s*-\s*</td>", page)  # missing values as "-"
     assert all(f'src="{name}"' in page for name in figures.values())
+
+
+def gated_study_report(on_lower_bound: bool) -> dict:
+    """study_metrics.json as the StudyEvaluator writes it, for studies of a known population, the floor between the
+    overall kappa's lower bound and its point (so the two figures give different verdicts)."""
+    table = study_table(drawn_studies(240, seed=14), bootstrap_samples=1000)
+    floor = round((table[-1].kappa_low + table[-1].kappa) / 2, 3)
+    decision = decide(table, floor, on_lower_bound)
+    rows = [dataclasses.asdict(row) for row in table]
+    return {"threshold": 0.5, **decision.to_report(), "bootstrap_samples": 1000, "rows": rows}
+
+
+def test_the_page_shows_the_intervals_and_which_figure_the_gate_held() -> None:
+    study = gated_study_report(on_lower_bound=True)
+    analysis = Analysis(study, [], [], [], [], pushed_to="", model_dir="m", examples_dir="")
+    figures = {stem: f"{stem}.png" for stem in ("study_metrics", "roc", "reliability", "confusion")}
+    page = render_html(analysis, figures)
+    overall = study["rows"][-1]
+    assert f"[{overall['kappa_low']:.3f}, {overall['kappa_high']:.3f}]" in page
+    assert f"[{overall['auroc_low']:.3f}, {overall['auroc_high']:.3f}]" in page
+    assert "over 1000 bootstrap resamples" in page
+    assert f"held the overall kappa's lower bound of its 95 % interval, {overall['kappa_low']:.3f}" in page
+    assert f"against the floor {study['kappa_floor']}: refused" in page
+    assert (
+        f"study level: lower bound of the 95 % interval of the overall study kappa {overall['kappa_low']:.3f} is not "
+        f"above the floor {study['kappa_floor']}" in page
+    )
+    on_point = render_html(dataclasses.replace(analysis, study=gated_study_report(on_lower_bound=False)), figures)
+    assert f"held the overall kappa's point estimate, {overall['kappa']:.3f}" in on_point
+    assert f"against the floor {study['kappa_floor']}: passed" in on_point
+
+
+def error_bars(axes) -> tuple[list[float], list[float], list[float]]:
+    """x, low and high of the error bars the axes hold."""
+    (bars,) = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    segments = bars.lines[2][0].get_segments()
+    return [x for (x, _), _ in segments], [low for (_, low), _ in segments], [high for _, (_, high) in segments]
+
+
+def test_the_study_chart_draws_each_interval_as_an_error_bar_beside_the_papers_kappas() -> None:
+    rows = gated_study_report(on_lower_bound=False)["rows"]
+    kappa, auroc = study_metrics_chart(rows).axes
+    model, paper, radiologist = [c for c in kappa.containers if isinstance(c, BarContainer)]
+    assert [bar.get_height() for bar in model] == [row["kappa"] for row in rows]
+    assert [bar.get_height() for bar in paper] == [row["paper_kappa"] for row in rows]
+    assert [bar.get_height() for bar in radiologist] == [row["radiologist_kappa"] for row in rows]
+    x, low, high = error_bars(kappa)
+    assert x == pytest.approx([bar.get_x() + bar.get_width() / 2 for bar in model])  # on this model's bars
+    assert (low, high) == (
+        pytest.approx([r["kappa_low"] for r in rows]),
+        pytest.approx([r["kappa_high"] for r in rows]),
+    )
+    _, low, high = error_bars(auroc)
+    assert (low, high) == (
+        pytest.approx([r["auroc_low"] for r in rows]),
+        pytest.approx([r["auroc_high"] for r in rows]),
+    )
+    without = [{**row, "kappa_low": None, "kappa_high": None, "auroc_low": None, "auroc_high": None} for row in rows]
+    assert not [c for a in study_metrics_chart(without).axes for c in a.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_the_run_summary_prints_the_intervals_and_says_the_gate_held_the_lower_bound(capsys) -> None:
+    study = gated_study_report(on_lower_bound=True)
+    summary = PipelineSummary(
+        table=study["rows"],
+        bootstrap_samples=study["bootstrap_samples"],
+        kappa_floor=study["kappa_floor"],
+        blessed=study["blessed"],
+        gate_figure=study["gate_figure"],
+        gate_kappa=study["gate_kappa"],
+        image_table=[],
+        tfma_failures=[],
+        pushed_to="",
+        metrics_dir="metrics",
+        evaluation_dir="evaluation",
+    )
+    _print_results(summary)
+    out = capsys.readouterr().out
+    overall = study["rows"][-1]
+    assert "kappa 95 % CI" in out and f"[{overall['kappa_low']:.3f}, {overall['kappa_high']:.3f}]" in out
+    assert "95 % CI: percentile interval over 1000 bootstrap resamples of the studies." in out
+    assert (
+        f"  lower bound of the 95 % interval of the overall study kappa {overall['kappa_low']:.3f} is not above the "
+        f"floor {study['kappa_floor']}" in out
+    )
 
 
 def test_gradcam_maps_cover_the_input_and_peak_at_one() -> None:

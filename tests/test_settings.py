@@ -53,6 +53,11 @@ def test_defaults_then_profile_then_file_then_environment_then_overrides(tmp_pat
         ({"overrides": {"train.image_size": "big"}}, "train.image_size takes an integer"),
         ({"overrides": {"train.image_size": "8"}}, "image_size must be at least 32"),
         ({"overrides": {"data.drift_is_fatal": "perhaps"}}, "data.drift_is_fatal takes true or false"),
+        ({"overrides": {"gate.bootstrap_samples": "20"}}, "bootstrap_samples must be 0 (no intervals) or at least 100"),
+        (
+            {"environ": {"MURA_GATE_BOOTSTRAP_SAMPLES": "0", "MURA_GATE_GATE_ON_LOWER_BOUND": "true"}},
+            "gate_on_lower_bound needs an interval: set bootstrap_samples above 0",
+        ),
         ({"environ": {"MURA_GATE_AUC_FLOR": "1"}}, "did you mean MURA_GATE_AUC_FLOOR"),
         ({"profile": "huge"}, "unknown profile 'huge': one of demo, full, smoke"),
     ],

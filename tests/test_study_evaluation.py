@@ -75,16 +75,36 @@ def test_the_table_has_every_body_part_and_overall(evaluation, sample_root: Path
     assert (rows["overall"]["radiologist_kappa"], rows["overall"]["paper_kappa"]) == (0.778, 0.705)
     with open(os.path.join(artifact.uri, "study_metrics.csv")) as handle:
         table = list(csv.DictReader(handle))
-    assert list(table[0]) == ["group", "studies", "kappa", "auroc", "radiologist_kappa", "paper_kappa"]
+    figures = ["kappa", "kappa_low", "kappa_high", "auroc", "auroc_low", "auroc_high"]
+    assert list(table[0]) == ["group", "studies", *figures, "radiologist_kappa", "paper_kappa"]
     assert [row["group"] for row in table] == GROUPS
     for row in table:  # the CSV says what the JSON says
         expected = rows[row["group"]]
         assert int(row["studies"]) == expected["studies"]
-        assert float(row["kappa"]) == pytest.approx(expected["kappa"])
-        if expected["auroc"] is None:
-            assert row["auroc"] == ""
-        else:
-            assert float(row["auroc"]) == pytest.approx(expected["auroc"])
+        for figure in figures:
+            if expected[figure] is None:
+                assert row[figure] == "", (row["group"], figure)
+            else:
+                assert float(row[figure]) == pytest.approx(expected[figure]), (row["group"], figure)
+        assert expected["auroc"] is not None or expected["auroc_low"] is None
+
+
+def test_every_figure_has_a_95_percent_interval_holding_it(evaluation) -> None:
+    """The shared run resamples with the default settings: 1000 resamples, seed 0. With a few test studies per body
+    part the intervals are wide (or, where every resample scores the same, a point), but they hold the point and
+    stay within each figure's range."""
+    artifact, _ = evaluation
+    report = json.loads(Path(artifact.uri, "study_metrics.json").read_text())
+    assert (report["confidence"], report["bootstrap_samples"], report["bootstrap_seed"]) == (0.95, 1000, 0)
+    rows = report_rows(artifact)
+    for group, row in rows.items():
+        assert -1.0 <= row["kappa_low"] <= row["kappa"] <= row["kappa_high"] <= 1.0, group
+        if row["auroc"] is not None:
+            assert 0.0 <= row["auroc_low"] <= row["auroc"] <= row["auroc_high"] <= 1.0, group
+    overall = rows["overall"]
+    for name in ("kappa_low", "kappa_high"):
+        recorded = property_value(artifact.custom_properties, f"overall_{name}")
+        assert recorded == pytest.approx(overall[name], abs=1e-6)
 
 
 def test_the_model_scores_differ_and_the_image_predictions_are_the_models_own(evaluation, served) -> None:
@@ -186,6 +206,11 @@ def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:
     assert property_value(blessing.custom_properties, "blessed") == int(kappa > report["kappa_floor"])
     assert report["blessed"] == (kappa > report["kappa_floor"])
     assert report["kappa_floor"] == -1.0  # the shared run's: PERMISSIVE_GATE
+    # The gate held the point estimate (gate_on_lower_bound is off by default), and says so.
+    assert (report["gate_figure"], report["gate_kappa"]) == ("point", kappa)
+    for artifact_of_the_gate in (artifact, blessing):
+        assert property_value(artifact_of_the_gate.custom_properties, "gate_figure") == "point"
+        assert property_value(artifact_of_the_gate.custom_properties, "gate_kappa") == pytest.approx(kappa, abs=1e-6)
     assert sorted(os.listdir(artifact.uri)) == [
         "image_predictions.csv",
         "predictions.csv",
@@ -207,8 +232,9 @@ def test_a_blessed_model_is_pushed_as_version_1_of_the_serving_root(pipeline_run
 
 
 def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipeline_run, tmp_path: Path) -> None:
-    """The same run again, through the CLI, with an unreachable kappa floor: upstream comes from TFX's cache, the
-    gate says no, the command exits 3 and its summary names the floor."""
+    """The same run again, through the CLI, with an unreachable kappa floor held against the lower bound of the
+    overall kappa's interval: upstream comes from TFX's cache, the gate says no, the command exits 3 and its
+    summary names the floor and the figure it was held against."""
     import hashlib
     import shutil
 
@@ -227,16 +253,26 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     before = digest()
     args = ["pipeline", "run", "--profile", "smoke", "--data-root", run.data_root, "--pipeline-root", str(root)]
     args += ["--kappa-floor", "1.01", "--auc-floor", "0", "--json", str(tmp_path / "run.json")]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--set", "gate.gate_on_lower_bound=true"])
     assert result.exit_code == 3, (result.output, result.exception)
+    assert "lower bound of the 95 % interval of the overall study kappa" in result.output
     assert "is not above the floor 1.01" in result.output
     summary = json.loads((tmp_path / "run.json").read_text())
     assert (summary["verdict"], summary["pushed_to"], summary["blessed"]) == ("refused", "", False)
     assert summary["kappa_floor"] == 1.01
+    overall = summary["table"][-1]
+    assert overall["kappa_low"] <= overall["kappa"] <= overall["kappa_high"]  # the --json summary has the intervals
+    assert (summary["gate_figure"], summary["gate_kappa"], summary["bootstrap_samples"]) == (
+        "lower bound",
+        overall["kappa_low"],
+        1000,
+    )
+    assert "kappa 95 % CI" in result.output
     store = open_store(str(root / "metadata.sqlite"))
     blessing = outputs_of(store, latest_execution(store, "StudyEvaluator"))["ModelBlessing"]
     pushed = outputs_of(store, latest_execution(store, "VersionedPusher"))["PushedModel"]
     assert property_value(blessing.custom_properties, "blessed") == 0
+    assert property_value(blessing.custom_properties, "gate_figure") == "lower bound"
     assert property_value(pushed.custom_properties, "pushed") == 0
     assert property_value(pushed.custom_properties, "not_pushed_because") == "the study-level kappa floor"
     assert sorted(os.listdir(root / "serving" / "mura")) == ["1"]
