@@ -7,9 +7,10 @@ import math
 
 import tensorflow_model_analysis as tfma
 
-from analysis.curves import Counts, SliceCurves, rebin_calibration, roc_points
+from analysis.curves import Counts, SliceCurves, roc_points
 from components.modules.kappa_metric import NAME as KAPPA
 from mura import features
+from mura.calibration import rebin_calibration
 
 OVERALL = "overall"
 # image_table's columns, (title, key), as the CLI and the report show them.

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_curve
 
-from analysis.curves import Counts, rebin_calibration, roc_points
+from analysis.curves import Counts, roc_points
 from analysis.metadata import open_store, pipeline_runs
 from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
 from analysis.run_outputs import find_run_outputs
@@ -26,6 +26,7 @@ from analysis.summaries import read_ingestion_summary
 from analysis.tfma_results import OVERALL
 from cli.main import main
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
+from mura.calibration import rebin_calibration
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
 from mura.study_metrics import ImagePrediction
