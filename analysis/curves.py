@@ -1,5 +1,5 @@
 """Image-level curves of one slice (a body part or overall): ROC, calibration and the confusion matrix at the
-model's threshold, as plain numbers that figures draw and tests check."""
+model's global threshold, as plain numbers that figures draw and tests check."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class SliceCurves:
     fpr: list[float]  # ROC points, from (0, 0) to (1, 1)
     tpr: list[float]
     calibration: list[CalibrationBin]
-    counts: Counts  # at the model's threshold
+    counts: Counts  # at `threshold`
+    threshold: float  # TFMA's nearest (to 0.001) to the model's global threshold
 
 
 def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
