@@ -1,11 +1,12 @@
 """Image-level curves of one slice (a body part or overall): ROC, calibration and the confusion matrix at the
-model's threshold, as plain numbers that figures draw and tests check."""
+model's global threshold, as plain numbers that figures draw and tests check."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from mura.calibration import CalibrationBin
 
 
 @dataclass(frozen=True)
@@ -17,21 +18,13 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class CalibrationBin:
-    lower: float
-    upper: float
-    images: float
-    mean_prediction: float | None  # None for an empty bin
-    fraction_abnormal: float | None
-
-
-@dataclass(frozen=True)
 class SliceCurves:
     group: str  # a body part or "overall"
     fpr: list[float]  # ROC points, from (0, 0) to (1, 1)
     tpr: list[float]
     calibration: list[CalibrationBin]
-    counts: Counts  # at the model's threshold
+    counts: Counts  # at `threshold`
+    threshold: float  # TFMA's nearest (to 0.001) to the model's global threshold
 
 
 def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
@@ -45,25 +38,3 @@ def roc_points(matrices: Iterable[Counts]) -> tuple[list[float], list[float]]:
             points.add((c.fp / negatives, c.tp / positives))
     ordered = sorted(points)
     return [p[0] for p in ordered], [p[1] for p in ordered]
-
-
-def rebin_calibration(buckets: Iterable[tuple[float, float, float, float]], bins: int = 10) -> list[CalibrationBin]:
-    """Fine (lower bound, images, sum of labels, sum of predictions) buckets -> `bins` equal-width bins on [0, 1].
-
-    By hand: sklearn's calibration_curve wants raw scores (TFMA gives bucket sums) and returns no per-bin counts."""
-    totals = [[0.0, 0.0, 0.0] for _ in range(bins)]
-    for lower, images, labels, predictions in buckets:
-        index = 0 if math.isinf(lower) else min(int(max(lower, 0.0) * bins), bins - 1)
-        totals[index][0] += images
-        totals[index][1] += labels
-        totals[index][2] += predictions
-    return [
-        CalibrationBin(
-            lower=i / bins,
-            upper=(i + 1) / bins,
-            images=images,
-            mean_prediction=predictions / images if images else None,
-            fraction_abnormal=labels / images if images else None,
-        )
-        for i, (images, labels, predictions) in enumerate(totals)
-    ]

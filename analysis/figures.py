@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.curves import SliceCurves
+from mura.calibration import CalibrationBin
 
 OVERALL = "overall"
 
@@ -141,7 +142,32 @@ def confusion_figure(curves: Sequence[SliceCurves], threshold: float) -> Figure:
         axes.set_ylabel("true", fontsize="small")
     for axes in grid[len(curves) :]:
         axes.set_axis_off()
-    figure.suptitle(f"Image-level confusion matrices at threshold {threshold:g}")
+    figure.suptitle(f"Image-level confusion matrices at the model's global threshold, {threshold:.3f} (TFMA)")
+    return figure
+
+
+def calibration_figure(splits: dict[str, tuple[Sequence[CalibrationBin], Sequence[CalibrationBin]]]) -> Figure:
+    """A reliability diagram per split (name -> bins before, bins after the model's calibration)."""
+    figure = Figure(figsize=(5.2 * len(splits), 5), layout="constrained")
+    for axes, (split, (before, after)) in zip(
+        np.atleast_1d(figure.subplots(1, len(splits))), splits.items(), strict=True
+    ):
+        for bins, label, color in ((before, "before", "tab:orange"), (after, "after", "tab:blue")):
+            filled = [b for b in bins if b.images]
+            axes.plot(
+                [b.mean_prediction for b in filled],
+                [b.fraction_abnormal for b in filled],
+                marker="o",
+                color=color,
+                label=f"{label} calibration",
+            )
+        axes.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8, label="perfect")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(-0.02, 1.02)
+        axes.set_xlabel("predicted probability of abnormal")
+        axes.set_ylabel("fraction abnormal")
+        axes.set_title(f"Reliability, {split} split (images)")
+        axes.legend(fontsize="small", loc="upper left")
     return figure
 
 

@@ -10,7 +10,7 @@ import csv
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -23,6 +23,7 @@ from tfx.utils import io_utils
 from analysis.curves import SliceCurves
 from analysis.figures import (
     Case,
+    calibration_figure,
     cases_figure,
     confusion_figure,
     reliability_figure,
@@ -32,8 +33,10 @@ from analysis.figures import (
 from analysis.gradcam import heatmaps, load_model
 from analysis.run_outputs import RunOutputs
 from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
+from components.modules.export import read_model_facts
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
 from mura import features
+from mura.calibration import CalibrationBin
 from mura.image_ops import decode_batch_to_square
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
@@ -45,7 +48,7 @@ MISREAD_KINDS = ("false negatives", "false positives")
 
 @dataclass(frozen=True)
 class Analysis:
-    study: dict  # the StudyEvaluator's report: rows per body part and overall, threshold, floor, blessing
+    study: dict  # the StudyEvaluator's report: rows per body part and overall, thresholds, calibration, blessing
     image_rows: list[dict[str, object]]  # TFMA's image-level table
     curves: list[SliceCurves]
     tfma_failures: list[str]
@@ -53,11 +56,13 @@ class Analysis:
     pushed_to: str
     model_dir: str  # the model Grad-CAM explains: the pushed one, else the candidate
     examples_dir: str  # the evaluated split's raw examples (the examples artifact's Split-test folder)
+    facts: dict = field(default_factory=dict)  # the model's calibration and operating points (MODEL_FACTS_FILE)
     run: str = ""  # the pipeline run everything above comes from
 
     @property
     def threshold(self) -> float:
-        return self.study["threshold"]
+        """The global operating point: for images whose body part the model is not told."""
+        return self.facts["operating_points"]["thresholds"]["global"]
 
     @property
     def study_gate(self) -> GateDecision:
@@ -86,6 +91,8 @@ def _image_predictions(study_dir: str) -> list[ImagePrediction]:
                 label=int(r["label"]),
                 probability=float(r["probability"]),
                 source_path=r["source_path"],
+                uncalibrated_probability=float(r["uncalibrated_probability"]),
+                threshold=float(r["threshold"]),
             )
             for r in csv.DictReader(handle)
         ]
@@ -95,15 +102,18 @@ def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
     with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
         study = json.load(handle)
+    model_dir = outputs.pushed_to or outputs.serving_model
+    facts = read_model_facts(model_dir)
     return Analysis(
         study=study,
         image_rows=image_table(outputs.evaluation),
-        curves=slice_curves(outputs.evaluation, study["threshold"]),
+        curves=slice_curves(outputs.evaluation, facts["operating_points"]["thresholds"]["global"]),
         tfma_failures=failures(outputs.evaluation),
         images=_image_predictions(outputs.study_evaluation),
         pushed_to=outputs.pushed_to,
-        model_dir=outputs.pushed_to or outputs.serving_model,
+        model_dir=model_dir,
         examples_dir=outputs.split_uri("examples", study.get("split", "test")),
+        facts=facts,
         run=outputs.run,
     )
 
@@ -111,16 +121,17 @@ def analyse(outputs: RunOutputs) -> Analysis:
 Misreads = dict[tuple[str, str], list[ImagePrediction]]  # (body part, kind) -> images, worst first
 
 
-def misread(images: list[ImagePrediction], threshold: float, per_kind: int) -> Misreads:
-    """The most confident mistakes per (body part, kind): abnormal images scored lowest, normal ones highest."""
+def misread(images: list[ImagePrediction], per_kind: int) -> Misreads:
+    """The most confident mistakes per (body part, kind), each image judged at the threshold the model applied to
+    it: abnormal images scored lowest, normal ones highest."""
     worst: Misreads = {}
     for part in sorted({i.body_part for i in images}):
         members = [i for i in images if i.body_part == part]
         missed = sorted(
-            (i for i in members if i.label == 1 and i.probability <= threshold), key=lambda i: i.probability
+            (i for i in members if i.label == 1 and i.probability <= i.threshold), key=lambda i: i.probability
         )
         raised = sorted(
-            (i for i in members if i.label == 0 and i.probability > threshold), key=lambda i: -i.probability
+            (i for i in members if i.label == 0 and i.probability > i.threshold), key=lambda i: -i.probability
         )
         worst[(part, MISREAD_KINDS[0])] = missed[:per_kind]
         worst[(part, MISREAD_KINDS[1])] = raised[:per_kind]
@@ -157,7 +168,7 @@ def _thumbnail(encoded: bytes) -> np.ndarray:
 
 def misread_cases(analysis: Analysis, per_kind: int = 2) -> dict[tuple[str, str], list[Case]]:
     """The worst misreads with their Grad-CAM heatmaps, computed from the model in one batch."""
-    worst = misread(analysis.images, analysis.threshold, per_kind)
+    worst = misread(analysis.images, per_kind)
     chosen = [image for group in worst.values() for image in group]
     if not chosen:
         return {key: [] for key in worst}
@@ -188,10 +199,72 @@ def draw_figures(analysis: Analysis, cases_per_kind: int = 2) -> dict[str, Figur
         "roc": roc_figure(analysis.curves),
         "reliability": reliability_figure(analysis.curves),
         "confusion": confusion_figure(analysis.curves, analysis.threshold),
+        "calibration": calibration_figure(
+            {split: (_bins(measured["before"]), _bins(measured["after"])) for split, measured in _splits(analysis)}
+        ),
     }
     for (part, kind), cases in misread_cases(analysis, cases_per_kind).items():
         drawn[f"misread_{part}_{kind.replace(' ', '_')}"] = cases_figure(cases, f"{part}: worst {kind}")
     return drawn
+
+
+def _splits(analysis: Analysis) -> list[tuple[str, dict]]:
+    """(split, its calibration before and after): eval (where it was fitted), test (where it is judged)."""
+    return [("eval", analysis.facts["calibration"]), ("test", analysis.study["calibration"])]
+
+
+def _bins(measured: dict) -> list[CalibrationBin]:
+    return [CalibrationBin(**b) for b in measured["bins"]]
+
+
+CALIBRATION_COLUMNS = (
+    ("split", "split"),
+    ("images", "images"),
+    ("log loss before", "log_loss_before"),
+    ("log loss after", "log_loss_after"),
+    ("ECE before", "ece_before"),
+    ("ECE after", "ece_after"),
+)
+OPERATING_POINT_COLUMNS = (
+    ("", "group"),
+    ("threshold", "threshold"),
+    ("eval studies", "studies"),
+    ("abnormal", "abnormal_studies"),
+    ("rule's measure", "value"),
+    ("global threshold instead, because", "fell_back"),
+)
+
+
+def calibration_rows(analysis: Analysis) -> list[dict]:
+    return [
+        {
+            "split": split,
+            "images": measured.get("images", measured.get("eval_images")),
+            **{f"{m}_{when}": measured[when][m] for m in ("log_loss", "ece") for when in ("before", "after")},
+        }
+        for split, measured in _splits(analysis)
+    ]
+
+
+def calibration_summary(facts: dict) -> str:
+    """The method and its parameters in words, and why."""
+    calibration = facts["calibration"]
+    chosen = calibration["chosen"]
+    if chosen["method"] == "none":
+        words = "none (the network's own probability)"
+    elif chosen["method"] == "temperature":
+        words = f"temperature scaling, T = {chosen['temperature']:.4g}"
+    else:
+        words = f"Platt scaling, sigmoid({chosen['slope']:.4g} * logit + {chosen['intercept']:.4g})"
+    losses = ", ".join(f"{m} {v:.4f}" for m, v in calibration["cross_validated_log_loss"].items())
+    why = f"; cross-validated eval log loss: {losses}" if losses else ""
+    reason = f"; {calibration['reason']}" if calibration["reason"] else ""
+    return f"{words} (setting {calibration['setting']!r}{why}{reason})"
+
+
+def operating_point_rows(facts: dict) -> list[dict]:
+    points = facts["operating_points"]
+    return [points["overall"], *points["parts"]]
 
 
 def html_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> Markup:
@@ -215,6 +288,10 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
         study_gate=analysis.study_gate,
         bootstrap_samples=analysis.study.get("bootstrap_samples", 0),  # none before intervals were reported
         image_table=html_table(analysis.image_rows, IMAGE_COLUMNS),
+        calibration=calibration_summary(analysis.facts),
+        calibration_table=html_table(calibration_rows(analysis), CALIBRATION_COLUMNS),
+        operating_point_rule=analysis.facts["operating_points"]["rule"],
+        operating_point_table=html_table(operating_point_rows(analysis.facts), OPERATING_POINT_COLUMNS),
         figures=figure_files,
         cases=[stem for stem in figure_files if stem.startswith("misread_")],
     )

@@ -7,9 +7,10 @@ import math
 
 import tensorflow_model_analysis as tfma
 
-from analysis.curves import Counts, SliceCurves, rebin_calibration, roc_points
+from analysis.curves import Counts, SliceCurves, roc_points
 from components.modules.kappa_metric import NAME as KAPPA
 from mura import features
+from mura.calibration import rebin_calibration
 
 OVERALL = "overall"
 # image_table's columns, (title, key), as the CLI and the report show them.
@@ -73,14 +74,16 @@ def _counts(matrix: dict) -> Counts:
 
 
 def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[SliceCurves]:
-    """ROC, calibration and the confusion matrix at `threshold` per body part, then overall, from TFMA's plots."""
+    """ROC, calibration and the confusion matrix at `threshold` (the nearest of the plot's 1,000) per body part,
+    then overall, from TFMA's plots: the model's thresholds are chosen after training, when TFMA's config is
+    long written."""
     result = load_candidate(evaluation_uri)
-    metrics = {_slice_name(key): by_output[""][""] for key, by_output in result.slicing_metrics}
     curves = []
     for slice_key, by_output in result.plots:
         group = _slice_name(slice_key)
         plots = by_output[""][""]
-        fpr, tpr = roc_points(_counts(m) for m in plots["confusionMatrixAtThresholds"]["matrices"])
+        matrices = plots["confusionMatrixAtThresholds"]["matrices"]
+        fpr, tpr = roc_points(_counts(m) for m in matrices)
         buckets = [
             (
                 float(b.get("lowerThresholdInclusive", "-inf")),
@@ -90,9 +93,9 @@ def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[
             )
             for b in plots["calibrationHistogramBuckets"]["buckets"]
         ]
-        matrices = metrics[group]["confusion_matrix_at_thresholds"]["confusionMatrixAtThresholds"]["matrices"]
-        at_threshold = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - threshold))
-        curves.append(SliceCurves(group, fpr, tpr, rebin_calibration(buckets, bins), _counts(at_threshold)))
+        at = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - threshold))
+        calibration = rebin_calibration(buckets, bins)
+        curves.append(SliceCurves(group, fpr, tpr, calibration, _counts(at), at.get("threshold", 0.0)))
     return _sorted_groups(curves, lambda c: c.group)
 
 

@@ -86,7 +86,10 @@ def export_model(workdir: Path, config: TrainConfig, images: list[bytes]) -> Pat
     from components.modules.transform import IMAGE_SIZE, preprocessing_fn
     from components.push import write_warmup_requests
     from mura import features
+    from mura.calibration import Calibration
+    from mura.layout import BODY_PARTS
     from mura.model import build_model
+    from mura.operating_points import choose_operating_points
     from pipeline.definition import SCHEMA_FILE
 
     base = workdir / f"served-{config.image_size}" / MODEL_NAME
@@ -111,7 +114,8 @@ def export_model(workdir: Path, config: TrainConfig, images: list[bytes]) -> Pat
         ) | tft_beam.AnalyzeDataset(lambda inputs: preprocessing_fn(inputs, {IMAGE_SIZE: config.image_size}))
         _ = transform_fn | tft_beam.WriteTransformFn(str(transform_dir))
     model = build_model(config)
-    signatures = serving_signatures(model, tft.TFTransformOutput(str(transform_dir)), config)
+    uncalibrated, fixed = Calibration("none"), choose_operating_points([], BODY_PARTS, "fixed", config.threshold)
+    signatures = serving_signatures(model, tft.TFTransformOutput(str(transform_dir)), config, uncalibrated, fixed)
     model.save(str(version), save_format="tf", save_traces=False, signatures=signatures)
     write_warmup_requests(str(version), MODEL_NAME)
     return base

@@ -107,7 +107,7 @@ def _print_results(summary: PipelineSummary) -> None:
 
     click.echo("\nImage-level results on the test split (TFMA):\n")
     click.echo(column_table(summary.image_table, IMAGE_COLUMNS))
-    click.echo("\nStudy-level results on the test split (kappa: Cohen's, at the model's threshold):\n")
+    click.echo("\nStudy-level results on the test split (kappa: Cohen's, at each body part's operating point):\n")
     click.echo(column_table(summary.table, STUDY_COLUMNS))
     if summary.bootstrap_samples:
         click.echo(f"95 % CI: percentile interval over {summary.bootstrap_samples} bootstrap resamples of the studies.")

@@ -1,9 +1,10 @@
 """MURA's official evaluation as a component: study-level kappa and AUROC per body part, and a blessing.
 
 It scores the raw `test` examples through the candidate's own `serving_examples` signature (so what is measured
-is what will be served), averages image probabilities per study, writes the paper-style table (JSON and CSV, each
-figure with its 95 % bootstrap interval) and the official scoring script's input, and blesses the model when the
-overall study kappa (or the lower bound of its interval) is above the floor.
+is what will be served: calibrated probabilities, each image judged at its body part's operating point), averages
+image probabilities per study, writes the paper-style table (JSON and CSV, each figure with its 95 % bootstrap
+interval), the calibration on the test split before and after, and the official scoring script's input, and
+blesses the model when the overall study kappa (or the lower bound of its interval) is above the floor.
 """
 
 import csv
@@ -22,7 +23,8 @@ from tfx.utils import io_utils, path_utils
 
 from components.artifacts import StudyEvaluation
 from mura import features
-from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES
+from mura.calibration import measure
+from mura.signatures import EXAMPLES_INPUT, PROBABILITY, SERVING_EXAMPLES, THRESHOLD, UNCALIBRATED_PROBABILITY
 from mura.study_gate import GateDecision, decide
 from mura.study_metrics import (
     CONFIDENCE,
@@ -38,7 +40,15 @@ METRICS_JSON = "study_metrics.json"
 METRICS_CSV = "study_metrics.csv"
 PREDICTIONS_CSV = "predictions.csv"  # header-less Study,Model rows, as MURA's scoring script reads them
 IMAGE_PREDICTIONS_CSV = "image_predictions.csv"  # one row per test image, for reports on single images
-IMAGE_PREDICTION_FIELDS = ["source_path", "study_id", "body_part", "label", "probability"]
+IMAGE_PREDICTION_FIELDS = [
+    "source_path",
+    "study_id",
+    "body_part",
+    "label",
+    "probability",
+    "uncalibrated_probability",
+    "threshold",
+]
 
 _SPEC = {
     features.LABEL: tf.io.FixedLenFeature([], tf.int64),
@@ -52,9 +62,10 @@ def score_images(model_dir: str, files: "list[str]", batch_size: int) -> "list[I
     predict = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES]
     images = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
-        probability = predict(**{EXAMPLES_INPUT: batch})[PROBABILITY].numpy()
+        answer = predict(**{EXAMPLES_INPUT: batch})
+        uncalibrated, threshold = answer[UNCALIBRATED_PROBABILITY].numpy(), answer[THRESHOLD].numpy()
         parsed = tf.io.parse_example(batch, _SPEC)
-        for i, p in enumerate(probability):
+        for i, p in enumerate(answer[PROBABILITY].numpy()):
             source = parsed[features.SOURCE_PATH][i].numpy().decode()
             images.append(
                 ImagePrediction(
@@ -64,9 +75,33 @@ def score_images(model_dir: str, files: "list[str]", batch_size: int) -> "list[I
                     probability=float(p),
                     study_path=study_path(source),
                     source_path=source,
+                    uncalibrated_probability=float(uncalibrated[i]),
+                    threshold=float(threshold[i]),
                 )
             )
     return images
+
+
+def body_part_thresholds(images: "list[ImagePrediction]") -> "dict[str, float]":
+    """The operating point the model applied to each body part (serving_examples reads the examples' part)."""
+    thresholds: dict[str, set[float]] = {}
+    for image in images:
+        thresholds.setdefault(image.body_part, set()).add(image.threshold)
+    mixed = {part: sorted(found) for part, found in thresholds.items() if len(found) > 1}
+    if mixed:
+        raise ValueError(f"the model judged images of one body part at different thresholds: {mixed}")
+    return {part: found.pop() for part, found in sorted(thresholds.items())}
+
+
+def calibration_on(images: "list[ImagePrediction]") -> dict:
+    """Log loss, expected calibration error and reliability bins of the images' probabilities, before and after
+    the model's calibration."""
+    labels = [image.label for image in images]
+    return {
+        "images": len(images),
+        "before": dataclasses.asdict(measure(labels, [image.uncalibrated_probability for image in images])),
+        "after": dataclasses.asdict(measure(labels, [image.probability for image in images])),
+    }
 
 
 def _csv(rows: "list[list[object]]") -> str:
@@ -94,7 +129,6 @@ def StudyEvaluator(
     examples: InputArtifact[Examples],
     evaluation: OutputArtifact[StudyEvaluation],
     blessing: OutputArtifact[ModelBlessing],
-    threshold: Parameter[float] = 0.5,
     kappa_floor: Parameter[float] = 0.0,
     bootstrap_samples: Parameter[int] = 1000,
     bootstrap_seed: Parameter[int] = 0,
@@ -110,14 +144,17 @@ def StudyEvaluator(
         raise ValueError(f"no examples in split '{split}' under {examples.uri}")
     model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
     images = score_images(model_dir, files, batch_size)
-    studies = aggregate_studies(images, threshold)
+    thresholds = body_part_thresholds(images)
+    studies = aggregate_studies(images, thresholds)
+    calibration = calibration_on(images)
     table = study_table(studies, bootstrap_samples, bootstrap_seed)
     decision = decide(table, kappa_floor, on_lower_bound=bool(gate_on_lower_bound))
     header = [field.name for field in dataclasses.fields(StudyMetrics)]
     intervals = {"confidence": CONFIDENCE, "bootstrap_samples": bootstrap_samples, "bootstrap_seed": bootstrap_seed}
-    metrics = {"split": split, "threshold": threshold, **decision.to_report(), **intervals}
+    metrics = {"split": split, "thresholds": thresholds, **decision.to_report(), **intervals}
+    report = {**metrics, "rows": [dataclasses.asdict(row) for row in table], "calibration": calibration}
     reports = {
-        METRICS_JSON: json.dumps({**metrics, "rows": [dataclasses.asdict(row) for row in table]}, indent=2),
+        METRICS_JSON: json.dumps(report, indent=2),
         METRICS_CSV: _csv([header] + [[getattr(r, h) for h in header] for r in table]),
         PREDICTIONS_CSV: _csv([list(row) for row in official_rows(studies)]),
         IMAGE_PREDICTIONS_CSV: _csv(
@@ -127,4 +164,6 @@ def StudyEvaluator(
     for name, text in reports.items():
         io_utils.write_string_file(os.path.join(evaluation.uri, name), text)
     _record_gate(decision, table[-1], evaluation, blessing)
+    evaluation.set_float_custom_property("ece", calibration["after"]["ece"])
+    evaluation.set_float_custom_property("uncalibrated_ece", calibration["before"]["ece"])
     logging.info("Study level: %s", decision.reason())

@@ -12,6 +12,12 @@ from typing import Any
 
 from mura.filesystem import absolute
 
+# The choices of train.calibration and train.operating_point (mura/calibration.py, mura/operating_points.py), here so
+# that reading the settings does not load scipy and sklearn.
+CALIBRATION_METHODS = ("temperature", "platt", "none")
+CALIBRATION_SETTINGS = (*CALIBRATION_METHODS, "auto")
+OPERATING_POINT_RULES = ("kappa", "youden", "sensitivity", "fixed")
+
 
 def setting(default: Any, help: str) -> Any:
     """A field with the sentence that `--help`, `mura settings` and the README show for it."""
@@ -110,7 +116,7 @@ class TrainConfig:
     steps_per_epoch: int = setting(0, "0: one pass over the train split")
     eval_steps: int = setting(0, "0: one pass over the eval split")
     class_weights: str = setting("balanced", "sklearn's 'balanced' (the seed), or 'per_body_part' (the MURA paper)")
-    threshold: float = setting(0.5, "probability above which the exported model calls an image (and a study) abnormal")
+    threshold: float = setting(0.5, "the 'fixed' operating point, and the global one when the eval split cannot choose")
     rotation: float = setting(0.05, "augmentation: rotation as a fraction of a full turn; 0 leaves the layer out")
     zoom: float = setting(0.1, "augmentation: zoom as a fraction of the side; 0 leaves the layer out")
     brightness: float = setting(0.15, "augmentation: brightness as a fraction of the pixel range; 0 leaves it out")
@@ -124,6 +130,22 @@ class TrainConfig:
     # Keras' 0.99 makes the inference-mode statistics lag far behind the weights in a short from-scratch run:
     # measured, test predictions collapsed to one value (std 0.005).
     scratch_batchnorm_momentum: float = setting(0.9, "BatchNorm momentum of a randomly initialised base")
+    # After training, on the eval split (mura/calibration.py, mura/operating_points.py; README, "Calibration").
+    calibration: str = setting(
+        "auto",
+        "maps the probability to the true frequency of abnormal images, fitted on the eval split: 'temperature', "
+        "'platt', 'none', or 'auto' (the one of lowest cross-validated log loss)",
+    )
+    operating_point: str = setting(
+        "kappa",
+        "how each body part's threshold is chosen on the eval split's studies: 'kappa' (highest Cohen's kappa), "
+        "'youden' (highest sensitivity + specificity - 1), 'sensitivity' (the highest threshold reaching "
+        "target_sensitivity), 'fixed' (the threshold setting everywhere)",
+    )
+    target_sensitivity: float = setting(0.9, "the study-level sensitivity the 'sensitivity' rule reaches")
+    min_operating_point_studies: int = setting(
+        10, "a body part with fewer eval studies, or with one class only, takes the global threshold"
+    )
 
     def __post_init__(self) -> None:
         if self.base_weights not in ("imagenet", "none"):
@@ -146,6 +168,16 @@ class TrainConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.calibration not in CALIBRATION_SETTINGS:
+            raise ValueError(f"calibration must be one of {', '.join(CALIBRATION_SETTINGS)}, got {self.calibration!r}")
+        if self.operating_point not in OPERATING_POINT_RULES:
+            raise ValueError(
+                f"operating_point must be one of {', '.join(OPERATING_POINT_RULES)}, got {self.operating_point!r}"
+            )
+        if not 0.0 < self.target_sensitivity <= 1.0:
+            raise ValueError(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.min_operating_point_studies < 1:
+            raise ValueError(f"min_operating_point_studies must be at least 1, got {self.min_operating_point_studies}")
 
 
 MIN_BOOTSTRAP_SAMPLES = 100

@@ -23,3 +23,12 @@ def decode_batch_to_square(images: tf.Tensor, size: int) -> tf.Tensor:
         images,
         fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
     )
+
+
+def parse_pixels(serialized: tf.Tensor, size: int) -> tf.Tensor:
+    """A batch of Transform's serialized pixels -> uint8 [batch, size, size, 1]."""
+    return tf.map_fn(
+        lambda one: tf.ensure_shape(tf.io.parse_tensor(one, tf.uint8), [size, size, 1]),
+        tf.reshape(serialized, [-1]),
+        fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
+    )

@@ -5,7 +5,7 @@ and models are compared by study-level Cohen's kappa per body part and overall (
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ class ImagePrediction:
     probability: float
     study_path: str = ""  # as MURA's CSVs spell it: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/
     source_path: str = ""  # the image's own path, relative to the data root
+    uncalibrated_probability: float | None = None  # the network's own, before the model's calibration
+    threshold: float | None = None  # the operating point the model judged the image at (its body part's)
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ def study_verdict(probabilities: Iterable[float], threshold: float) -> tuple[flo
     return probability, int(probability > threshold)
 
 
-def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> list[StudyPrediction]:
-    """One prediction per study; fails on a study whose images disagree on its label or body part."""
+def aggregate_studies(
+    images: Iterable[ImagePrediction], threshold: float | Mapping[str, float]
+) -> list[StudyPrediction]:
+    """One prediction per study, at one threshold or at its body part's (`threshold`: body part -> threshold);
+    fails on a study whose images disagree on its label or body part."""
     grouped: dict[str, list[ImagePrediction]] = defaultdict(list)
     for image in images:
         grouped[image.study_id].append(image)
@@ -59,7 +64,8 @@ def aggregate_studies(images: Iterable[ImagePrediction], threshold: float) -> li
     for study_id, members in sorted(grouped.items()):
         if len({(m.label, m.body_part) for m in members}) != 1:
             raise ValueError(f"study {study_id} has images with different labels or body parts")
-        probability, abnormal = study_verdict([m.probability for m in members], threshold)
+        at = threshold if isinstance(threshold, float | int) else threshold[members[0].body_part]
+        probability, abnormal = study_verdict([m.probability for m in members], at)
         studies.append(
             StudyPrediction(
                 study_id, members[0].body_part, members[0].label, probability, abnormal, members[0].study_path

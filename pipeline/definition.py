@@ -107,7 +107,6 @@ def training_components(ingested: Ingestion, values: PipelineValues) -> list[Bas
     study_evaluator = StudyEvaluator(
         model=trainer.outputs["model"],
         examples=ingested.example_gen.outputs["examples"],
-        threshold=values["threshold"],
         kappa_floor=values["kappa_floor"],
         bootstrap_samples=values["bootstrap_samples"],
         bootstrap_seed=values["bootstrap_seed"],

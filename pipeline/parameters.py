@@ -63,7 +63,6 @@ PARAMETERS = (
     RunParameter("split_salt", ("data.split_salt",), lambda s: s.data.split_salt),
     RunParameter("max_rejected_fraction", ("data.max_rejected_fraction",), lambda s: s.data.max_rejected_fraction),
     *_STUDY_GATE,
-    RunParameter("threshold", ("train.threshold",), lambda s: s.train.threshold),
     RunParameter("train", _keys("train", COMPILE_TIME), lambda s: {"train": dataclasses.asdict(s.train)}),
     RunParameter("tfma_eval_config", (*_TFMA_GATE, "train.threshold"), lambda s: eval_config(s.train, s.gate)),
 )

@@ -36,6 +36,7 @@ class ServedImage:
     probability: float
     abnormal: int  # the model's own verdict
     threshold: float  # the threshold the model says it applies
+    uncalibrated_probability: float  # the network's own, before the model's calibration
 
 
 def completed(store: mlmd.MetadataStore, component: str) -> list[metadata_store_pb2.Execution]:
@@ -65,8 +66,9 @@ def serve(model_dir: str, examples_uri: str, split: str = "test") -> tuple[Serve
     for start in range(0, len(records), 64):
         batch = records[start : start + 64]
         answer = predict(images=tf.stack([r["image"] for r in batch]))
-        outputs = (answer[name].numpy() for name in ("probability", "abnormal", "threshold"))
-        for record, probability, abnormal, threshold in zip(batch, *outputs, strict=True):
+        names = ("probability", "abnormal", "threshold", "uncalibrated_probability")
+        outputs = (answer[name].numpy() for name in names)
+        for record, probability, abnormal, threshold, uncalibrated in zip(batch, *outputs, strict=True):
             served.append(
                 ServedImage(
                     source_path=record["source_path"].numpy().decode(),
@@ -76,6 +78,7 @@ def serve(model_dir: str, examples_uri: str, split: str = "test") -> tuple[Serve
                     probability=float(probability),
                     abnormal=int(abnormal),
                     threshold=float(threshold),
+                    uncalibrated_probability=float(uncalibrated),
                 )
             )
     return tuple(served)

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_curve
 
-from analysis.curves import Counts, rebin_calibration, roc_points
+from analysis.curves import Counts, roc_points
 from analysis.figures import study_metrics_chart
 from analysis.metadata import open_store, pipeline_runs
 from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
@@ -28,9 +28,12 @@ from analysis.summaries import PipelineSummary, read_ingestion_summary
 from analysis.tfma_results import OVERALL
 from cli.main import main
 from cli.runs import _print_results
+from components.modules.export import model_facts
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
+from mura.calibration import calibrate, rebin_calibration
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
+from mura.operating_points import choose_operating_points
 from mura.study_gate import decide
 from mura.study_metrics import ImagePrediction, study_table
 from tests.conftest import TINY_TRAIN, tiny_settings
@@ -57,25 +60,35 @@ def test_rebinning_sums_images_labels_and_predictions_per_bin() -> None:
 
 def test_misreads_are_the_most_confident_mistakes_of_each_body_part() -> None:
     images = [
-        ImagePrediction("s1", "XR_HAND", 1, 0.1, source_path="a"),
-        ImagePrediction("s1", "XR_HAND", 1, 0.4, source_path="b"),
-        ImagePrediction("s2", "XR_HAND", 1, 0.9, source_path="c"),  # right: not a misread
-        ImagePrediction("s3", "XR_HAND", 0, 0.6, source_path="d"),
-        ImagePrediction("s3", "XR_HAND", 0, 0.99, source_path="e"),
-        ImagePrediction("s4", "XR_WRIST", 0, 0.2, source_path="f"),
+        ImagePrediction("s1", "XR_HAND", 1, 0.1, source_path="a", threshold=0.5),
+        ImagePrediction("s1", "XR_HAND", 1, 0.4, source_path="b", threshold=0.5),
+        ImagePrediction("s2", "XR_HAND", 1, 0.9, source_path="c", threshold=0.5),  # right: not a misread
+        ImagePrediction("s3", "XR_HAND", 0, 0.6, source_path="d", threshold=0.5),
+        ImagePrediction("s3", "XR_HAND", 0, 0.99, source_path="e", threshold=0.5),
+        ImagePrediction("s4", "XR_WRIST", 0, 0.2, source_path="f", threshold=0.15),  # above the wrist's threshold
+        ImagePrediction("s5", "XR_WRIST", 1, 0.3, source_path="g", threshold=0.15),  # right at the wrist's
     ]
-    worst = misread(images, threshold=0.5, per_kind=1)
+    worst = misread(images, per_kind=1)
     negatives, positives = MISREAD_KINDS
     assert [i.source_path for i in worst[("XR_HAND", negatives)]] == ["a"]
     assert [i.source_path for i in worst[("XR_HAND", positives)]] == ["e"]
-    assert worst[("XR_WRIST", negatives)] == worst[("XR_WRIST", positives)] == []
+    assert worst[("XR_WRIST", negatives)] == []
+    assert [i.source_path for i in worst[("XR_WRIST", positives)]] == ["f"]
 
 
 def test_the_page_escapes_everything_read_from_the_run() -> None:
     hostile = '<script>alert("x")</script>'
     study_row = {"group": hostile, "studies": 3, "kappa": 0.25, "auroc": None}
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 2.0, 50)
+    labels = (rng.random(50) < 0.5).astype(int)
+    fitted = calibrate("temperature", logits, labels, [f"s{i}" for i in range(50)])
+    facts = model_facts(fitted, choose_operating_points([], ["XR_HAND"], "fixed", 0.5))
+    facts["calibration"]["reason"] = hostile
+    facts["operating_points"]["parts"][0]["fell_back"] = hostile
+    test_calibration = {"images": 50, "before": facts["calibration"]["before"], "after": facts["calibration"]["after"]}
     analysis = Analysis(
-        study={"rows": [study_row], "threshold": 0.5, "kappa_floor": 0.0, "blessed": False},
+        study={"rows": [study_row], "kappa_floor": 0.0, "blessed": False, "calibration": test_calibration},
         image_rows=[{"group": hostile, "examples": 7, "auc": 0.75, "kappa": None, "auc_change": None}],
         curves=[],
         tfma_failures=[hostile],
@@ -83,15 +96,18 @@ def test_the_page_escapes_everything_read_from_the_run() -> None:
         pushed_to="",
         model_dir=hostile,
         examples_dir="",
+        facts=facts,
         run=hostile,
     )
-    figures = {stem: f"{stem}.png" for stem in ("study_metrics", "roc", "reliability", "confusion")}
+    figures = {stem: f"{stem}.png" for stem in ("study_metrics", "roc", "reliability", "confusion", "calibration")}
     page = render_html(analysis, {**figures, f"misread_{hostile}": f"{hostile}.png"})
     assert "<script" not in page
     escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
-    # verdict, both tables, the model, the run, and the misread figure's src and alt
-    assert page.count(escaped) + page.count(escaped.replace("&#34;", "&quot;")) == 7
+    # verdict, both tables, the model, the run, the misread figure's src and alt, the calibration's reason and a
+    # body part's fall-back
+    assert page.count(escaped) + page.count(escaped.replace("&#34;", "&quot;")) == 9
     assert "0.250" in page and "0.750" in page  # numbers as before
+    assert f"T = {fitted.chosen.temperature:.4g}" in page and f"{fitted.after.ece:.3f}" in page
     assert re.search(r"<td[^>]*>\s*-\s*</td>", page)  # missing values as "-"
     assert all(f'src="{name}"' in page for name in figures.values())
 
@@ -224,7 +240,8 @@ def test_the_tfma_curves_agree_with_sklearn_on_the_per_image_predictions(pipelin
             fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
             achievable = {(round(x, 9), round(y, 9)) for x, y in zip(fpr, tpr, strict=True)}
             assert {(round(x, 9), round(y, 9)) for x, y in zip(curve.fpr, curve.tpr, strict=True)} <= achievable
-        tn, fp, fn, tp = confusion_matrix(labels, scores > run.threshold, labels=[0, 1]).ravel()
+        assert curve.threshold == pytest.approx(run.threshold, abs=5e-4)  # the plot's nearest to the model's
+        tn, fp, fn, tp = confusion_matrix(labels, scores > curve.threshold, labels=[0, 1]).ravel()
         assert curve.counts == Counts(tp=tp, fp=fp, tn=tn, fn=fn), curve.group
         bins = len(curve.calibration)
         assert [b.images for b in curve.calibration] == list(np.histogram(scores, bins=bins, range=(0, 1))[0])

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from analysis.metadata import latest_execution, open_store, outputs_of, property_value
+from analysis.run_outputs import find_run_outputs
 from components.artifacts import StudyEvaluation
+from components.modules.export import read_model_facts
 from mura.layout import BODY_PARTS
 from mura.study_metrics import ImagePrediction, aggregate_studies, study_table
-from tests.conftest import TINY_TRAIN
 from tests.run_records import ServedImage, completed, served_test_images
 
 GROUPS = [*sorted(BODY_PARTS), "overall"]
@@ -113,7 +114,7 @@ def test_the_model_scores_differ_and_the_image_predictions_are_the_models_own(ev
     # Not one constant value: the checks below and the study-level AUROC then hinge on real, differing scores.
     assert np.ptp(probabilities) > 1e-4, f"the model gives (nearly) one probability: {sorted(set(probabilities))}"
     assert len(set(probabilities.tolist())) > len(probabilities) // 2
-    assert all(image.threshold == pytest.approx(TINY_TRAIN.threshold) for image in served)
+    assert len({image.threshold for image in served}) == 1  # serving_default: the global threshold for all
     assert all(image.abnormal == int(image.probability > image.threshold) for image in served)
     artifact, _ = evaluation
     with open(os.path.join(artifact.uri, "image_predictions.csv")) as handle:
@@ -178,7 +179,7 @@ def test_the_study_kappa_at_a_threshold_that_splits_the_studies_is_sklearns(serv
 
 
 def test_the_official_predictions_are_the_models_study_verdicts_and_give_the_kappa(
-    evaluation, served, sample_root: Path
+    pipeline_run, evaluation, served, sample_root: Path
 ) -> None:
     artifact, _ = evaluation
     with open(os.path.join(artifact.uri, "predictions.csv")) as handle:
@@ -186,16 +187,41 @@ def test_the_official_predictions_are_the_models_study_verdicts_and_give_the_kap
     with open(sample_root / "MURA-v1.1" / "valid_labeled_studies.csv") as handle:
         truth = {row[0]: int(row[1]) for row in csv.reader(handle)}
     assert set(predictions) == set(truth)
-    # Each study's verdict is its images' mean probability, from the model itself, against the run's threshold.
+    # Each study's verdict is its images' mean probability, from the model itself, against its body part's threshold
+    # as the model's facts give it.
     by_study: dict[str, list[float]] = defaultdict(list)
     for image in served:
         by_study[image.source_path.rsplit("/", 1)[0] + "/"].append(image.probability)
     report = json.loads(Path(artifact.uri, "study_metrics.json").read_text())
-    assert report["threshold"] == TINY_TRAIN.threshold
-    assert predictions == {study: int(np.mean(p) > report["threshold"]) for study, p in by_study.items()}
+    thresholds = read_model_facts(find_run_outputs(pipeline_run[0].metadata).serving_model)["operating_points"]
+    thresholds = thresholds["thresholds"]
+    assert report["thresholds"] == pytest.approx({part: thresholds[part] for part in report["thresholds"]}, abs=1e-7)
+    assert predictions == {
+        study: int(np.mean(p) > report["thresholds"][study.split("/")[2]]) for study, p in by_study.items()
+    }
     overall = report_rows(artifact)["overall"]["kappa"]
     studies = sorted(truth)
     assert overall == pytest.approx(sklearn_kappa([truth[s] for s in studies], [predictions[s] for s in studies]))
+
+
+def test_calibration_on_the_test_split_is_measured_before_and_after(evaluation, served) -> None:
+    """Log loss and ECE of the model's own answers, before (its uncalibrated output) and after calibration."""
+    artifact, _ = evaluation
+    calibration = json.loads(Path(artifact.uri, "study_metrics.json").read_text())["calibration"]
+    labels = [image.label for image in served]
+    assert calibration["images"] == len(served)
+    for when, probabilities in (
+        ("before", [image.uncalibrated_probability for image in served]),
+        ("after", [image.probability for image in served]),
+    ):
+        assert calibration[when]["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=[0, 1]), abs=1e-5)
+        bins = np.minimum((np.array(probabilities) * 10).astype(int), 9)
+        gaps = [
+            np.sum(bins == b) * abs(np.mean(np.array(probabilities)[bins == b]) - np.mean(np.array(labels)[bins == b]))
+            for b in set(bins.tolist())
+        ]
+        assert calibration[when]["ece"] == pytest.approx(sum(gaps) / len(labels), abs=1e-5), when
+    assert property_value(artifact.custom_properties, "ece") == pytest.approx(calibration["after"]["ece"], abs=1e-6)
 
 
 def test_the_blessing_follows_the_kappa_floor(evaluation) -> None:

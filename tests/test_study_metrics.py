@@ -47,6 +47,13 @@ def test_a_study_is_the_mean_of_its_images_above_the_threshold() -> None:
     assert [s.abnormal for s in aggregate_studies(IMAGES, threshold=0.65)][:2] == [0, 0]
 
 
+def test_each_study_can_be_judged_at_its_body_parts_threshold() -> None:
+    studies = {s.study_id: s for s in aggregate_studies(IMAGES, threshold={"XR_HAND": 0.35, "XR_WRIST": 0.4})}
+    assert studies["XR_HAND/patient2/study1"].abnormal == 1  # 0.4 > the hand's 0.35 (not > 0.5)
+    assert studies["XR_WRIST/patient3/study1"].abnormal == 1  # 0.45 > the wrist's 0.4
+    assert studies["XR_WRIST/patient4/study1"].abnormal == 0
+
+
 def test_images_of_one_study_must_agree_on_label() -> None:
     with pytest.raises(ValueError, match="different labels"):
         aggregate_studies([image("s", "XR_HAND", 1, 0.5), image("s", "XR_HAND", 0, 0.5)], 0.5)

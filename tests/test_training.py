@@ -14,15 +14,19 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from PIL import Image
+from scipy.special import logit
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import io_utils
 
 from analysis.metadata import latest_execution, open_store, output_artifacts
 from analysis.run_outputs import find_run_outputs
+from components.modules.export import read_model_facts
 from components.modules.trainer import label_counts
 from mura import features
+from mura.calibration import Calibration
+from mura.layout import BODY_PARTS
 from mura.reader import read_mura
-from mura.signatures import SERVING_DEFAULT, SERVING_EXAMPLES
+from mura.signatures import SERVING_BODY_PART, SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_STUDY
 from tests.conftest import TINY_TRAIN
 
 
@@ -52,7 +56,7 @@ def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_serving_default_takes_png_and_jpeg_bytes_of_any_size(serving) -> None:
+def test_serving_default_takes_png_and_jpeg_bytes_of_any_size(serving, serving_dir: str) -> None:
     images = [
         encoded("L", (57, 300), "PNG"),
         encoded("RGB", (512, 389), "PNG"),
@@ -63,7 +67,9 @@ def test_serving_default_takes_png_and_jpeg_bytes_of_any_size(serving) -> None:
     probability, abnormal = outputs["probability"].numpy(), outputs["abnormal"].numpy()
     assert probability.shape == abnormal.shape == (4,)
     assert ((probability >= 0) & (probability <= 1)).all()
-    np.testing.assert_array_equal(abnormal, (probability > TINY_TRAIN.threshold).astype(np.int64))
+    global_threshold = read_model_facts(serving_dir)["operating_points"]["thresholds"]["global"]
+    np.testing.assert_allclose(outputs["threshold"].numpy(), global_threshold, atol=1e-7)
+    np.testing.assert_array_equal(abnormal, (probability > outputs["threshold"].numpy()).astype(np.int64))
 
 
 def test_undecodable_bytes_are_an_error_not_a_blank_image(serving) -> None:
@@ -90,8 +96,39 @@ def test_no_skew_between_raw_bytes_served_and_the_model_on_transformed_examples(
     model = keras.models.load_model(serving_dir)
     on_transformed = model.predict({features.PIXELS: pixels}, verbose=0).reshape(-1)
     raw = [(sample_root / e[features.SOURCE_PATH].numpy().decode()).read_bytes() for e in examples]
-    on_raw = serving.signatures[SERVING_DEFAULT](images=tf.constant(raw))["probability"].numpy()
-    np.testing.assert_allclose(on_raw, on_transformed, atol=1e-5)
+    on_raw = serving.signatures[SERVING_DEFAULT](images=tf.constant(raw))
+    np.testing.assert_allclose(on_raw["uncalibrated_probability"].numpy(), on_transformed, atol=1e-5)
+    # The calibration inside the graph is the one its facts describe, applied to the network's log-odds.
+    chosen = read_model_facts(serving_dir)["calibration"]["chosen"]
+    clipped = np.clip(on_transformed.astype(np.float64), 1e-7, 1 - 1e-7)
+    expected = Calibration(chosen["method"], chosen["slope"], chosen["intercept"]).apply(logit(clipped))
+    np.testing.assert_allclose(on_raw["probability"].numpy(), expected, atol=1e-5)
+
+
+def test_the_model_carries_its_calibration_and_operating_points(serving, serving_dir: str, sample_root: Path) -> None:
+    """Fitted on the eval split after training: the facts say what was chosen and why, and the graph applies it."""
+    facts = read_model_facts(serving_dir)
+    calibration, points = facts["calibration"], facts["operating_points"]
+    assert calibration["setting"] == TINY_TRAIN.calibration and calibration["eval_images"] > 0
+    # The fit minimises the eval log loss over maps that include the identity: it never makes it worse.
+    assert calibration["after"]["log_loss"] <= calibration["before"]["log_loss"] + 1e-9
+    assert points["rule"] == TINY_TRAIN.operating_point
+    assert [part["group"] for part in points["parts"]] == list(BODY_PARTS)
+    for part in points["parts"]:  # the tiny eval split has fewer studies per part than the minimum
+        assert part["fell_back"] and part["threshold"] == points["overall"]["threshold"], part
+    thresholds = points["thresholds"]
+    assert 0 < thresholds["global"] < 1 and set(thresholds) == {"global", *BODY_PARTS}
+    # serving_examples and serving_body_part judge at the part's threshold; serving_study is the mean of the images.
+    studies = sorted({p.parent for p in sample_root.rglob("valid/XR_HAND/*/*/*.png")})
+    images = tf.constant([p.read_bytes() for p in sorted(studies[0].glob("*.png"))])
+    default = serving.signatures[SERVING_DEFAULT](images=images)
+    parts = tf.fill(tf.shape(images), "XR_HAND")
+    by_part = serving.signatures[SERVING_BODY_PART](images=images, body_parts=parts)
+    np.testing.assert_allclose(by_part["threshold"].numpy(), thresholds["XR_HAND"], atol=1e-7)
+    study = serving.signatures[SERVING_STUDY](images=images, body_part=tf.constant("XR_HAND"))
+    assert float(study["probability"]) == pytest.approx(float(np.mean(default["probability"].numpy())), abs=1e-6)
+    assert float(study["threshold"]) == pytest.approx(thresholds["XR_HAND"], abs=1e-7)
+    assert int(study["abnormal"]) == int(float(study["probability"]) > float(study["threshold"]))
 
 
 def test_serving_examples_scores_serialized_examples_like_raw_bytes(serving, sample_root: Path) -> None:

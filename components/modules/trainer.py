@@ -1,4 +1,5 @@
-"""The Trainer's run_fn: tf.data over Transform's output, the two-phase schedule, and the serving signatures."""
+"""The Trainer's run_fn: tf.data over Transform's output, the two-phase schedule, calibration and operating points
+on the eval split, and the serving signatures."""
 
 from __future__ import annotations
 
@@ -16,20 +17,15 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 from tfx_bsl.tfxio.tensor_representation_util import ProjectTensorRepresentationsInSchema
 
+from components.modules import export, post_training
 from mura import features
+from mura.calibration import Calibration
 from mura.class_weights import class_weights, parse_label_counts
 from mura.config import TrainConfig
 from mura.devices import choose_placement
+from mura.image_ops import parse_pixels
 from mura.model import build_model, set_phase
-from mura.signatures import (
-    ABNORMAL,
-    EXAMPLES_INPUT,
-    IMAGES_INPUT,
-    PROBABILITY,
-    SERVING_DEFAULT,
-    SERVING_EXAMPLES,
-    THRESHOLD,
-)
+from mura.operating_points import OperatingPoints
 
 PROGRESS_LOGGER = "mura.training"  # EpochProgress's lines: what `mura pipeline run` shows of training
 # What the Trainer reads of Transform's output; study_id and source_path are for the evaluators.
@@ -41,15 +37,6 @@ DatasetFactory = Callable[[list[str], tfxio.TensorFlowDatasetOptions, schema_pb2
 def label_counts(tft_output: tft.TFTransformOutput) -> dict[tuple[str, int], int]:
     lines = tft_output.vocabulary_by_name(features.LABEL_COUNTS_VOCABULARY)
     return parse_label_counts([line.decode() for line in lines])
-
-
-def parse_pixels(serialized: tf.Tensor, size: int) -> tf.Tensor:
-    """A batch of Transform's serialized pixels -> uint8 [batch, size, size, 1]."""
-    return tf.map_fn(
-        lambda one: tf.ensure_shape(tf.io.parse_tensor(one, tf.uint8), [size, size, 1]),
-        tf.reshape(serialized, [-1]),
-        fn_output_signature=tf.TensorSpec([size, size, 1], tf.uint8),
-    )
 
 
 def make_dataset(
@@ -167,30 +154,21 @@ def train(model: keras.Model, config: TrainConfig, train_data, eval_data, log_di
         epoch += epochs
 
 
-def serving_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, config: TrainConfig) -> dict:
-    """Both signatures run the Transform graph (`tft_layer`) on raw input: serving preprocessing is training's."""
+def serving_signatures(
+    model: keras.Model,
+    tft_output: tft.TFTransformOutput,
+    config: TrainConfig,
+    calibration: Calibration,
+    points: OperatingPoints,
+) -> dict:
+    """Every signature runs the Transform graph (`tft_layer`) on raw input: serving preprocessing is training's."""
     model.tft_layer = tft_output.transform_features_layer()
 
-    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+    def preprocess(images: tf.Tensor) -> tf.Tensor:
         transformed = model.tft_layer({features.IMAGE: tf.reshape(images, [-1, 1])})
-        pixels = parse_pixels(transformed[features.PIXELS], config.image_size)
-        probability = tf.reshape(model({features.PIXELS: pixels}, training=False), [-1])
-        return {
-            PROBABILITY: probability,
-            ABNORMAL: tf.cast(probability > config.threshold, tf.int64),
-            THRESHOLD: tf.fill(tf.shape(probability), tf.constant(config.threshold, tf.float32)),
-        }
+        return parse_pixels(transformed[features.PIXELS], config.image_size)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
-    def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return predict(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
-    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = tf.io.parse_example(examples, {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
-        return predict(parsed[features.IMAGE])
-
-    return {SERVING_DEFAULT: serve_images, SERVING_EXAMPLES: serve_examples}
+    return export.serving_signatures(model, preprocess, calibration, points)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -209,11 +187,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with placement.strategy.scope():
         model = build_model(config)
     train(model, config, train_data, eval_data, fn_args.model_run_dir)
+    calibration, points = post_training.choose(
+        post_training.score_eval_split(model, factory, fn_args.eval_files, schema, config), config
+    )
     # Without per-layer traces the SavedModel is a third of the size and loads 4x faster (TFMA loads it per worker).
     model.save(
         fn_args.serving_model_dir,
         save_format="tf",
         save_traces=False,
-        signatures=serving_signatures(model, tft_output, config),
+        signatures=serving_signatures(model, tft_output, config, calibration.chosen, points),
     )
+    export.write_model_facts(fn_args.serving_model_dir, export.model_facts(calibration, points))
     logging.info("SavedModel written to %s", os.path.abspath(fn_args.serving_model_dir))
