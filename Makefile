@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-output
 # (the smoke model learns nothing, so only opened floors let it through).
 DEMO_PROFILE ?= demo
 # Train studies per body part in the synthetic sample (the test split gets a quarter as many).
-DEMO_STUDIES ?= 100
+DEMO_STUDIES ?= 250
 DEMO_GATE ?=
 
 .PHONY: install test test-fast lint demo bench bench-quick clean

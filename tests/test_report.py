@@ -119,12 +119,22 @@ def gated_study_report(on_lower_bound: bool) -> dict:
     floor = round((table[-1].kappa_low + table[-1].kappa) / 2, 3)
     decision = decide(table, floor, on_lower_bound)
     rows = [dataclasses.asdict(row) for row in table]
-    return {"threshold": 0.5, **decision.to_report(), "bootstrap_samples": 1000, "rows": rows}
+    measured = plain_facts()["calibration"]
+    calibration = {"images": 40, "before": measured["before"], "after": measured["after"]}
+    report = {"thresholds": {"global": 0.5}, **decision.to_report(), "bootstrap_samples": 1000, "rows": rows}
+    return {**report, "calibration": calibration}
+
+
+def plain_facts() -> dict:
+    """model_facts.json of a model with no calibration fitted and one fixed threshold, 0.5."""
+    logits = np.random.default_rng(0).normal(0.0, 2.0, 40)
+    fitted = calibrate("none", logits, (logits > 0).astype(int), [f"s{i}" for i in range(40)])
+    return model_facts(fitted, choose_operating_points([], ["XR_HAND"], "fixed", 0.5))
 
 
 def test_the_page_shows_the_intervals_and_which_figure_the_gate_held() -> None:
     study = gated_study_report(on_lower_bound=True)
-    analysis = Analysis(study, [], [], [], [], pushed_to="", model_dir="m", examples_dir="")
+    analysis = Analysis(study, [], [], [], [], pushed_to="", model_dir="m", examples_dir="", facts=plain_facts())
     figures = {stem: f"{stem}.png" for stem in ("study_metrics", "roc", "reliability", "confusion")}
     page = render_html(analysis, figures)
     overall = study["rows"][-1]

@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from components.push import push
-from mura.signatures import WARMUP_FILE
+from mura.signatures import SERVING_BODY_PART, SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_STUDY, WARMUP_FILE
 from serving import tf_serving
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.warmup import read_warmup_requests
@@ -134,7 +134,7 @@ def test_rest_status_and_metadata(server) -> None:
     status, body = server.http("GET", "/v1/models/mura/versions/1/metadata")
     assert status == 200 and body["model_spec"] == {"name": "mura", "signature_name": "", "version": "1"}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "serving_examples"}
+    assert set(signatures) == {SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_BODY_PART, SERVING_STUDY}
     assert signatures["serving_default"]["inputs"]["images"]["dtype"] == "DT_STRING"
     assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
 
@@ -205,7 +205,7 @@ def test_grpc_predict_metadata_and_status(server, in_process) -> None:
     )
     signatures = get_model_metadata_pb2.SignatureDefMap()
     metadata.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "serving_examples"}
+    assert set(signatures.signature_def) == {SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_BODY_PART, SERVING_STUDY}
 
     models = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(server.grpc_target))
     status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=request.model_spec))
