@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-# The demo trains the CPU-sized ResNet50V2 behind the real gate (about 26 minutes on 2 cores, README). For the
+# The demo trains the CPU-sized ResNet50V2 behind the real gate (about 14 minutes on 2 cores, README). For the
 # chain alone in about 3 minutes: make demo DEMO_PROFILE=smoke DEMO_STUDIES=40 DEMO_GATE="--kappa-floor -1 --auc-floor 0"
 # (the smoke model learns nothing, so only opened floors let it through).
 DEMO_PROFILE ?= demo

@@ -72,10 +72,11 @@ class Section:
     notes: str = ""  # what bounds a figure, found by profiling
     quick: bool = False
     seconds: float = 0.0
+    measured: str = ""  # when the figures were measured, if not now (a section redrawn from kept records)
 
     def markdown(self) -> str:
         parts = [f"## {self.title}", ""]
-        when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        when = self.measured or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         sizes = "quick sizes, not representative" if self.quick else "full sizes"
         parts += [f"Measured {when} by `python -m bench.{self.key}` ({sizes}, {self.seconds:.0f} s).", ""]
         parts += [self.setup.strip(), ""]
