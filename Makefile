@@ -51,8 +51,8 @@ demo: $(STAMP)
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -W ignore -m serving.demo \
 	  --model-base-path $(DEMO_DIR)/pipeline/serving/mura --data-root $(DEMO_DIR)/data
 
-# Every benchmark against its baseline, measured side by side; writes docs/PERFORMANCE.md (under 20 minutes on
-# 2 cores). One alone: $(BIN)/python -m bench.serving (--help says what it measures).
+# Every benchmark against its baseline, measured side by side; writes docs/PERFORMANCE.md (about 35 minutes on
+# 2 cores, a whole make demo included). One alone: $(BIN)/python -m bench.serving (--help says what it measures).
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
