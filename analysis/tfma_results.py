@@ -18,7 +18,7 @@ IMAGE_COLUMNS = (
     ("", "group"),
     ("images", "examples"),
     ("AUC", "auc"),
-    ("kappa", "kappa"),
+    ("kappa at train.threshold", "kappa"),  # TFMA's config is written before the operating points are chosen
     ("AUC vs baseline", "auc_change"),
 )
 

@@ -173,14 +173,13 @@ def measure(name: str, recipe: Recipe, workdir: Path, extra: tuple[str, ...] = (
 
 
 def component_seconds(metadata_path: str) -> list[tuple[str, float]]:
-    """(component, seconds) of every execution in the newest run, in the order they ran."""
-    from analysis.metadata import component_name, execution_seconds, open_store
+    """(component, seconds) of every execution in the newest pipeline run, in the order they ran."""
+    from analysis.metadata import execution_seconds, open_store, pipeline_runs, run_executions
 
     store = open_store(metadata_path)
-    return [
-        (component_name(execution), execution_seconds(execution))
-        for execution in sorted(store.get_executions(), key=lambda e: e.create_time_since_epoch)
-    ]
+    executions = run_executions(store, pipeline_runs(store)[0])
+    ordered = sorted(executions.items(), key=lambda item: item[1].create_time_since_epoch)
+    return [(name, execution_seconds(execution)) for name, execution in ordered]
 
 
 def load_records() -> dict[str, dict]:
@@ -300,6 +299,8 @@ def main() -> None:
                     recipe = Recipe(recipe.what, make_default_studies(), recipe.settings)
                 latest = records[name] = measure(name, recipe, workdir)
                 print(json.dumps({k: v for k, v in latest.items() if k != "components"}), flush=True)
+            if not records:
+                raise SystemExit(f"no recipe measured yet in {RECORDS}: run one first (--recipe demo)")
             ordered = sorted(records.values(), key=lambda r: (r["recipe"] != "demo", r["wall_minutes"]))
             latest = latest or max(ordered, key=lambda r: r["measured"])
             RECORDS.write_text(json.dumps(ordered, indent=2) + "\n")

@@ -238,16 +238,13 @@ def _answer(
         rows = [[str(p), a.probability, VERDICT[a.abnormal]] for p, a in zip(images, answers, strict=True)]
         click.echo(tabulate(rows, headers=["image", "probability", "verdict"], floatfmt=".3f"))
         return
-    answer, by_model = ask_about_study(client, payload, body_part)
-    if not by_model:
-        click.echo(
-            "The served model has no study signature (an older model): the study's mean is computed here, at the "
-            "model's one threshold for every body part."
-        )
+    answer, note, per_part = ask_about_study(client, payload, body_part)
+    if note:
+        click.echo(note)
     rows = [[str(p), probability] for p, probability in zip(images, answer.image_probabilities, strict=True)]
     click.echo(tabulate(rows, headers=["image", "probability"], floatfmt=".3f"))
     part = f" ({body_part})" if body_part else ""
-    threshold = f"{body_part}'s threshold" if body_part and by_model else "the model's threshold"
+    threshold = f"{body_part}'s threshold" if body_part and per_part else "the model's threshold"
     click.echo(
         f"\nStudy of {len(images)} images{part}: mean probability {answer.probability:.3f} -> "
         f"{VERDICT[answer.abnormal]} ({threshold}: {answer.threshold:g})"

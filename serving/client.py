@@ -25,9 +25,11 @@ from mura.config import ServingConfig
 from mura.signatures import (
     ABNORMAL,
     BODY_PART_INPUT,
+    BODY_PARTS_INPUT,
     IMAGE_PROBABILITIES,
     IMAGES_INPUT,
     PROBABILITY,
+    SERVING_BODY_PART,
     SERVING_DEFAULT,
     SERVING_STUDY,
     THRESHOLD,
@@ -131,11 +133,15 @@ class RestClient:
 
         return _with_retries(call, self.retries, self.backoff, self.url)
 
-    def predict(self, images: list[bytes]) -> list[Prediction]:
-        body = {
-            "signature_name": SERVING_DEFAULT,
-            "instances": [{"b64": base64.b64encode(image).decode()} for image in images],
-        }
+    def predict(self, images: list[bytes], body_parts: list[str] | None = None) -> list[Prediction]:
+        """`serving_default`; with each image's body part, `serving_body_part` (each at its part's threshold)."""
+        encoded = [{"b64": base64.b64encode(image).decode()} for image in images]
+        body = {"signature_name": SERVING_DEFAULT, "instances": encoded}
+        if body_parts is not None:
+            rows = [
+                {IMAGES_INPUT: image, BODY_PARTS_INPUT: part} for image, part in zip(encoded, body_parts, strict=True)
+            ]
+            body = {"signature_name": SERVING_BODY_PART, "instances": rows}
         predictions = self._request(f"/v1/models/{self.model_name}:predict", body)["predictions"]
         return [Prediction(float(p[PROBABILITY]), int(p[ABNORMAL]), float(p[THRESHOLD])) for p in predictions]
 
@@ -198,8 +204,11 @@ class GrpcClient:
     def close(self) -> None:
         self._channel.close()
 
-    def predict(self, images: list[bytes]) -> list[Prediction]:
-        request = self._predict_request(SERVING_DEFAULT, images)
+    def predict(self, images: list[bytes], body_parts: list[str] | None = None) -> list[Prediction]:
+        """`serving_default`; with each image's body part, `serving_body_part` (each at its part's threshold)."""
+        request = self._predict_request(SERVING_DEFAULT if body_parts is None else SERVING_BODY_PART, images)
+        if body_parts is not None:
+            request.inputs[BODY_PARTS_INPUT].CopyFrom(tf.make_tensor_proto(body_parts, dtype=tf.string))
         response = self._call(self._stub.Predict, request)
         columns = (tf.make_ndarray(response.outputs[name]).reshape(-1) for name in (PROBABILITY, ABNORMAL, THRESHOLD))
         return [Prediction(float(p), int(a), float(t)) for p, a, t in zip(*columns, strict=True)]
@@ -244,11 +253,28 @@ class GrpcClient:
 
 def ask_about_study(
     client: RestClient | GrpcClient, images: list[bytes], body_part: str
-) -> tuple[StudyPrediction, bool]:
-    """(answer, whether the model gave it): `serving_study` when the served model has it; for an older model, MURA's
-    mean of `serving_default`'s answers, computed here at the model's one threshold whatever the body part."""
-    if SERVING_STUDY in client.signature_names():
-        return client.predict_study(images, body_part), True
-    answers = client.predict(images)
+) -> tuple[StudyPrediction, str, bool]:
+    """(answer, "" when the model gave it or else why the mean was computed here, whether the threshold is the body
+    part's). `serving_study` when the served
+    model has it and the server runs it; TF Serving with batching on refuses its scalar body part, and an older
+    model has no such signature: then MURA's mean of the images' answers, at the body part's threshold when the model
+    has `serving_body_part`, else at its one threshold."""
+    signatures = client.signature_names()
+    note = "The served model has no study signature (an older model)"
+    if SERVING_STUDY in signatures:
+        try:
+            return client.predict_study(images, body_part), "", True
+        except ServingClientError as error:
+            if SERVING_BODY_PART not in signatures:
+                raise
+            note = f"The server refused the study signature ({error})"
+    per_part = SERVING_BODY_PART in signatures
+    if per_part:
+        answers = client.predict(images, [body_part] * len(images))
+        note += ": the study's mean is computed here, at the threshold the model answers for its body part."
+    else:
+        answers = client.predict(images)
+        note += ": the study's mean is computed here, at the model's one threshold for every body part."
     probability, abnormal = study_verdict([answer.probability for answer in answers], answers[0].threshold)
-    return StudyPrediction(probability, abnormal, answers[0].threshold, tuple(a.probability for a in answers)), False
+    answer = StudyPrediction(probability, abnormal, answers[0].threshold, tuple(a.probability for a in answers))
+    return answer, note, per_part

@@ -12,17 +12,17 @@ from pathlib import Path
 from mura.config import ServingConfig
 from mura.model_versions import versions
 from mura.reader import read_mura
-from mura.study_metrics import study_verdict
-from serving.client import GrpcClient, RestClient
+from mura.signatures import SERVING_STUDY
+from serving.client import GrpcClient, RestClient, ask_about_study
 from serving.server import start
 
 
-def first_test_study(data_root: str) -> tuple[str, int, list[str]]:
-    """(study, label, image paths) of the first study of the test split, as the reader accepted it."""
+def first_test_study(data_root: str) -> tuple[str, str, int, list[str]]:
+    """(study, body part, label, image paths) of the first study of the test split, as the reader accepted it."""
     images = [record for record in read_mura(data_root, progress=False).images if record.split == "test"]
     first = min(images, key=lambda record: (record.study_id, record.image_index)).study_id
     study = sorted((r for r in images if r.study_id == first), key=lambda record: record.image_index)
-    return first, study[0].label, [record.path for record in study]
+    return first, study[0].body_part, study[0].label, [record.path for record in study]
 
 
 def main() -> int:
@@ -36,7 +36,7 @@ def main() -> int:
     config = dataclasses.replace(ServingConfig(), grpc_port=0, rest_port=0)  # free ports: never clash
     server = start(args.model_base_path, config)
     try:
-        folder, label, images = first_test_study(args.data_root)
+        folder, body_part, label, images = first_test_study(args.data_root)
         payload = [Path(path).read_bytes() for path in images]
         rest = RestClient(f"http://{config.host}:{server.rest_port}").predict(payload)
         with GrpcClient(f"{config.host}:{server.grpc_port}") as client:
@@ -48,8 +48,10 @@ def main() -> int:
                 f"  {os.path.basename(path)}: probability {over_rest.probability:.3f} over REST, "
                 f"{over_grpc.probability:.3f} over gRPC"
             )
-        mean, abnormal = study_verdict([p.probability for p in rest], rest[0].threshold)
-        print(f"  study: mean probability {mean:.3f} -> {'abnormal' if abnormal else 'normal'}")
+        study, note, _ = ask_about_study(RestClient(f"http://{config.host}:{server.rest_port}"), payload, body_part)
+        print(note or f"  study (the model's {SERVING_STUDY} signature, at {body_part}'s operating point):")
+        verdict = "abnormal" if study.abnormal else "normal"
+        print(f"  mean probability {study.probability:.3f} -> {verdict} (threshold {study.threshold:.3f})")
     finally:
         server.stop()
     print("\nNext, serve it and ask it yourself:")

@@ -56,8 +56,9 @@ def export(path: Path, marker: float = 0.25, ballast: int = 1 << 20) -> Path:
 
 
 class _Study(tf.Module):
-    def __init__(self) -> None:
+    def __init__(self, refuse_study: bool = False) -> None:
         super().__init__()
+        self.refuse_study = refuse_study
         parts, thresholds = zip(*PART_THRESHOLDS.items(), strict=True)
         self.thresholds = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(parts), tf.constant(thresholds, tf.float32)), THRESHOLD
@@ -82,10 +83,28 @@ class _Study(tf.Module):
     @tf.function(
         input_signature=[
             tf.TensorSpec([None], tf.string, name="images"),
+            tf.TensorSpec([None], tf.string, name="body_parts"),
+        ]
+    )
+    def serving_body_part(self, images: tf.Tensor, body_parts: tf.Tensor) -> dict[str, tf.Tensor]:
+        probability = self._brightness(images)
+        threshold = self.thresholds.lookup(body_parts)
+        return {
+            "probability": probability,
+            "abnormal": tf.cast(probability > threshold, tf.int64),
+            "threshold": threshold,
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="images"),
             tf.TensorSpec([], tf.string, name="body_part"),  # one per study: a scalar
         ]
     )
     def serving_study(self, images: tf.Tensor, body_part: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self.refuse_study:  # as TF Serving's batching session refuses a scalar input, at run time
+            refusal = "Batching session Run() input tensors must have at least one dimension"
+            tf.debugging.Assert(tf.strings.length(body_part) < 0, [refusal])
         image_probabilities = self._brightness(images)
         probability = tf.reduce_mean(image_probabilities)
         threshold = self.thresholds.lookup(body_part)
@@ -97,10 +116,15 @@ class _Study(tf.Module):
         }
 
 
-def export_study(path: Path) -> Path:
-    """A SavedModel at `path` with `serving_default` and `serving_study`, both answering images' brightness."""
-    module = _Study()
-    signatures = {"serving_default": module.serving_default, "serving_study": module.serving_study}
+def export_study(path: Path, refuse_study: bool = False) -> Path:
+    """A SavedModel at `path` with `serving_default`, `serving_body_part` and `serving_study`, all answering images'
+    brightness; with `refuse_study`, `serving_study` fails as TF Serving with batching on refuses it."""
+    module = _Study(refuse_study)
+    signatures = {
+        "serving_default": module.serving_default,
+        "serving_body_part": module.serving_body_part,
+        "serving_study": module.serving_study,
+    }
     tf.saved_model.save(module, str(path), signatures=signatures)
     return path
 

@@ -90,6 +90,16 @@ def older_server(tmp_path_factory: pytest.TempPathFactory):
     assert process.stop() == 0, process.log()
 
 
+@pytest.fixture(scope="module")
+def refusing_server(tmp_path_factory: pytest.TempPathFactory):
+    """A model whose `serving_study` fails as TF Serving with batching on refuses it (a scalar input)."""
+    root = tmp_path_factory.mktemp("refusing")
+    model = served(root, export_study(root / "export", refuse_study=True))
+    process = ServeProcess("local", ["--model-base-path", str(model)], root / "serve.log")
+    yield process
+    assert process.stop() == 0, process.log()
+
+
 def test_the_metadata_declares_the_study_signature_with_a_scalar_body_part(server) -> None:
     status, body = server.http("GET", "/v1/models/mura/metadata")
     study = body["metadata"]["signature_def"]["signature_def"]["serving_study"]
@@ -103,6 +113,7 @@ def test_the_metadata_declares_the_study_signature_with_a_scalar_body_part(serve
             == RestClient(server.url).signature_names()
             == {
                 "serving_default",
+                "serving_body_part",
                 "serving_study",
             }
         )
@@ -283,8 +294,9 @@ def test_an_older_model_without_the_study_signature_gets_the_mean_computed_by_th
     assert len(note) == 1 and "an older model" in note[0]
     assert "Study of 2 images (XR_WRIST): mean probability 0.250 -> normal (the model's threshold: 0.5)" in stdout
     with GrpcClient(older_server.grpc_target) as client:
-        answer, by_model = ask_about_study(client, images("B"), "XR_WRIST")
-    assert not by_model and answer == StudyPrediction(0.25, 0, 0.5, (0.25, 0.25, 0.25))
+        answer, note, per_part = ask_about_study(client, images("B"), "XR_WRIST")
+    assert "an older model" in note and not per_part
+    assert answer == StudyPrediction(0.25, 0, 0.5, (0.25, 0.25, 0.25))
 
 
 def test_the_body_part_comes_from_mura_folders_and_must_be_one(tmp_path: Path) -> None:
@@ -297,3 +309,21 @@ def test_the_body_part_comes_from_mura_folders_and_must_be_one(tmp_path: Path) -
     assert result.exit_code == 2 and "several body parts (XR_HAND, XR_WRIST)" in result.output
     result = CliRunner().invoke(main, ["predict", hand, "--body-part", "XR_HAND"])
     assert result.exit_code == 2 and "--body-part goes with --study" in result.output
+
+
+def test_a_refused_study_signature_falls_back_to_the_body_part_signature_and_the_parts_threshold(
+    refusing_server, tmp_path: Path
+) -> None:
+    # Study A is abnormal at the wrist's threshold and normal at the global one: the fallback must use the part's.
+    want = expected("A", "XR_WRIST")
+    assert want.abnormal != expected("A", "").abnormal
+    paths = study_files(tmp_path / "a", "A")
+    stdout = mura_predict(*paths, "--study", "--body-part", "XR_WRIST", "--url", refusing_server.url)
+    note = [line for line in stdout.splitlines() if "refused the study signature" in line]
+    assert len(note) == 1 and "(400)" in note[0] and "its body part" in note[0]
+    assert_printed(stdout, paths, "A", "XR_WRIST", "XR_WRIST's threshold")
+    with GrpcClient(refusing_server.grpc_target) as client:
+        answer, note, per_part = ask_about_study(client, images("A"), "XR_WRIST")
+    assert per_part and "refused the study signature" in note
+    assert answer.abnormal == want.abnormal
+    assert (answer.threshold, answer.probability) == pytest.approx((want.threshold, want.probability))

@@ -3,6 +3,7 @@
 Artifacts are found through ML Metadata, as reports find them, not by TFX's folder layout.
 """
 
+import dataclasses
 import glob
 import io
 from collections import Counter
@@ -21,9 +22,10 @@ from tfx.utils import io_utils
 from analysis.metadata import latest_execution, open_store, output_artifacts
 from analysis.run_outputs import find_run_outputs
 from components.modules.export import read_model_facts
-from components.modules.trainer import label_counts
+from components.modules.trainer import compile_model, label_counts, learning_rate
 from mura import features
 from mura.calibration import Calibration
+from mura.config import PROFILES
 from mura.layout import BODY_PARTS
 from mura.reader import read_mura
 from mura.signatures import SERVING_BODY_PART, SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_STUDY
@@ -162,3 +164,24 @@ def test_transform_counted_train_labels_per_body_part(pipeline_run, sample_root:
 def test_training_wrote_tensorboard_logs(pipeline_run) -> None:
     run, _ = pipeline_run
     assert list(Path(outputs(run, "Trainer")["ModelRun"].uri).rglob("events.out.tfevents.*"))
+
+
+def test_the_cosine_schedule_warms_up_to_the_peak_then_decays_to_zero_at_the_phases_end() -> None:
+    cosine = dataclasses.replace(PROFILES["demo"], learning_rate_schedule="cosine", warmup_epochs=1.0)
+    rate = learning_rate(cosine, 2e-3, epochs=4, steps_per_epoch=10)
+    values = np.array([float(rate(step)) for step in range(41)])
+    assert values[0] == 0.0 and values[5] == pytest.approx(1e-3) and values[10] == pytest.approx(2e-3)
+    assert values.max() == pytest.approx(2e-3) and np.all(np.diff(values[10:]) <= 0)
+    assert values[25] == pytest.approx(1e-3) and values[40] == pytest.approx(0.0, abs=1e-9)
+    # A warm-up longer than the phase is cut short, so the peak is still reached.
+    short = learning_rate(dataclasses.replace(cosine, warmup_epochs=5.0), 2e-3, epochs=1, steps_per_epoch=5)
+    assert max(float(short(step)) for step in range(6)) == pytest.approx(2e-3)
+    # No warm-up: the phase starts at the peak. The plateau rule keeps the constant rate ReduceLROnPlateau lowers.
+    assert float(learning_rate(dataclasses.replace(cosine, warmup_epochs=0.0), 2e-3, 4, 10)(0)) == pytest.approx(2e-3)
+    assert learning_rate(PROFILES["smoke"], 2e-3, 4, 10) == 2e-3
+    # The optimizer keeps the schedule through serialization (a SavedModel carries its optimizer's config).
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    compile_model(model, cosine, rate)
+    saved = keras.optimizers.serialize(model.optimizer)["config"]["learning_rate"]
+    restored = keras.optimizers.schedules.deserialize(saved)
+    assert [float(restored(step)) for step in (0, 5, 10, 25, 40)] == pytest.approx(list(values[[0, 5, 10, 25, 40]]))
