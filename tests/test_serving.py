@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -343,5 +344,14 @@ def test_the_demo_serves_the_pushed_model_and_asks_it_about_a_test_study(pipelin
     assert f"Serving version 1 of {model_dir}" in result.stdout
     lines = [line for line in result.stdout.splitlines() if "over REST" in line]
     assert lines and all("over gRPC" in line for line in lines)
-    assert "study: mean probability" in result.stdout
+    # The study's answer is the model's own (serving_study at the body part's operating point): the mean of the
+    # images' probabilities printed above, judged against the threshold it prints.
+    assert "study (the model's serving_study signature, at XR_" in result.stdout
+    found = re.search(r"mean probability ([0-9.]+) -> (normal|abnormal) \(threshold ([0-9.]+)\)", result.stdout)
+    assert found, result.stdout
+    images = [float(re.search(r"probability ([0-9.]+) over REST", line)[1]) for line in lines]
+    mean, verdict, threshold = float(found[1]), found[2], float(found[3])
+    assert mean == pytest.approx(np.mean(images), abs=2e-3)
+    if abs(mean - threshold) > 2e-3:  # printed to 3 decimals: too close to call from the text
+        assert verdict == ("abnormal" if mean > threshold else "normal")
     assert f"mura serve --model-base-path {model_dir}" in result.stdout and "--study" in result.stdout
