@@ -69,15 +69,14 @@ def serving_signatures(
             return uncalibrated, uncalibrated
         return tf.sigmoid(calibration.slope * logit(uncalibrated) + calibration.intercept), uncalibrated
 
+    def verdict(probability: tf.Tensor, body_parts: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The probability, judged at its body part's operating point (images and studies alike)."""
+        threshold = model.operating_points.lookup(body_parts)
+        return {PROBABILITY: probability, ABNORMAL: tf.cast(probability > threshold, tf.int64), THRESHOLD: threshold}
+
     def judge(images: tf.Tensor, body_parts: tf.Tensor) -> dict[str, tf.Tensor]:
         probability, uncalibrated = score(images)
-        threshold = model.operating_points.lookup(body_parts)
-        return {
-            PROBABILITY: probability,
-            ABNORMAL: tf.cast(probability > threshold, tf.int64),
-            THRESHOLD: threshold,
-            UNCALIBRATED_PROBABILITY: uncalibrated,
-        }
+        return {**verdict(probability, body_parts), UNCALIBRATED_PROBABILITY: uncalibrated}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -114,13 +113,7 @@ def serving_signatures(
         tf.debugging.assert_positive(tf.size(images), message="a study needs at least one image")
         probabilities, _ = score(images)
         probability = tf.reduce_mean(probabilities)  # MURA's protocol: the mean of the study's images'
-        threshold = model.operating_points.lookup(body_part)
-        return {
-            PROBABILITY: probability,
-            ABNORMAL: tf.cast(probability > threshold, tf.int64),
-            THRESHOLD: threshold,
-            IMAGE_PROBABILITIES: probabilities,
-        }
+        return {**verdict(probability, body_part), IMAGE_PROBABILITIES: probabilities}
 
     return {
         SERVING_DEFAULT: serve_images,
