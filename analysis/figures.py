@@ -5,10 +5,11 @@ Built on matplotlib's object API (no pyplot state), so they render headless and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -219,3 +220,40 @@ def split_shares_figure(counts: dict[str, dict[str, float]], title: str) -> Figu
     axes.set_title(title)
     axes.legend(fontsize="small")
     return figure
+
+
+def drift_figure(training: pd.DataFrame, served: pd.DataFrame, drifted: Collection[str]) -> Figure:
+    """Each drift feature's distribution on the training side beside the served one, on shared bins (categories:
+    their shares side by side); a drifted feature's title says so, in red."""
+    names = [name for name in training.columns if name in served.columns]
+    columns = 3
+    rows = -(-len(names) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * rows), layout="constrained")
+    for axes, name in zip(figure.subplots(rows, columns, squeeze=False).flat, names, strict=False):
+        train, serve = _flat(training[name]), _flat(served[name])
+        if train.dtype.kind in "fi" and serve.dtype.kind in "fi":
+            bins = np.histogram_bin_edges(np.concatenate([train, serve]), bins=20)
+            axes.hist([train, serve], bins=bins, density=True, label=["training", "served"], color=["C0", "C1"])
+        else:
+            categories = sorted(set(train) | set(serve))
+            x = np.arange(len(categories))
+            for offset, values, label, colour in ((-0.2, train, "training", "C0"), (0.2, serve, "served", "C1")):
+                shares = [np.mean(values == category) if len(values) else 0.0 for category in categories]
+                axes.bar(x + offset, shares, width=0.4, label=label, color=colour)
+            axes.set_xticks(x, [_short(str(category)) for category in categories], rotation=45, fontsize=7)
+        flagged = name in drifted
+        axes.set_title(f"{name}{' (drifted)' if flagged else ''}", color="red" if flagged else "black", fontsize=10)
+        axes.tick_params(labelsize=7)
+    for axes in list(figure.axes)[len(names) :]:
+        axes.set_visible(False)
+    figure.axes[0].legend(fontsize=8)
+    figure.suptitle("What the model was trained on and what it was asked about")
+    return figure
+
+
+def _flat(column: pd.Series) -> np.ndarray:
+    """A column's values, list cells (the sampled intensities) spread out, missing ones dropped."""
+    values = column.dropna()
+    if len(values) and isinstance(values.iloc[0], list):
+        return np.concatenate([np.asarray(value, dtype=float) for value in values])
+    return values.to_numpy()

@@ -9,14 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import tensorflow as tf
-from markupsafe import Markup
 from matplotlib.figure import Figure
 from tfx.utils import io_utils
 
@@ -31,6 +28,7 @@ from analysis.figures import (
     study_metrics_chart,
 )
 from analysis.gradcam import heatmaps, load_model
+from analysis.pages import PAGES, html_table
 from analysis.run_outputs import RunOutputs
 from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
 from components.modules.export import read_model_facts
@@ -40,7 +38,6 @@ from mura.calibration import CalibrationBin
 from mura.image_ops import decode_batch_to_square
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
-from mura.tables import column_table
 
 THUMBNAIL_SIDE = 256
 MISREAD_KINDS = ("false negatives", "false positives")
@@ -267,19 +264,9 @@ def operating_point_rows(facts: dict) -> list[dict]:
     return [points["overall"], *points["parts"]]
 
 
-def html_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> Markup:
-    """`rows` as an HTML table of `columns` ((title, key) pairs); tabulate's "html" format escapes every cell."""
-    return Markup(column_table(rows, columns, tablefmt="html"))
-
-
-_PAGES = jinja2.Environment(
-    loader=jinja2.PackageLoader("analysis"), autoescape=True, trim_blocks=True, lstrip_blocks=True
-)
-
-
 def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
     """The page (templates/report.html.j2): every value is escaped but the tables, which tabulate escaped."""
-    return _PAGES.get_template("report.html.j2").render(
+    return PAGES.get_template("report.html.j2").render(
         verdict=analysis.verdict(),
         threshold=analysis.threshold,
         run=analysis.run,

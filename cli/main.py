@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.data import audit, import_dicom_command, ingest, sample
+from cli.drift import drift
 from cli.kubeflow import kfp
 from cli.runs import pipeline, report, settings
 from cli.serve import predict, serve
@@ -21,5 +22,5 @@ def main() -> None:
     """
 
 
-for command in (sample, import_dicom_command, audit, ingest, pipeline, report, settings, serve, predict, kfp):
+for command in (sample, import_dicom_command, audit, ingest, pipeline, report, settings, serve, predict, drift, kfp):
     main.add_command(command)

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     ("serving.max_json_values", "--max-json-values"),
     ("serving.grpc_max_workers", "--grpc-max-workers"),
     ("serving.grpc_max_concurrent_rpcs", "--grpc-max-concurrent-rpcs"),
+    ("serving.request_log_dir", "--request-log-dir"),
+    ("serving.request_log_sampling_rate", "--request-log-sampling-rate"),
     profile=False,
 )
 def serve(model_base_path: str | None, server: str, verbose: bool, quiet: bool, settings: Settings) -> None:
@@ -84,7 +86,12 @@ def serve(model_base_path: str | None, server: str, verbose: bool, quiet: bool, 
     binary = tf_serving.installed()
     if server == "tf-serving" and binary is None:
         raise click.ClickException(f"{tf_serving.BINARY} is not on PATH; use --server local or install TF Serving")
-    if server != "local" and binary is not None:
+    if server == "tf-serving" and config.request_log_dir:
+        raise click.UsageError(
+            "open-source TensorFlow Serving has no request log collector (a logging_config stops it at startup): "
+            "log requests with --server local"
+        )
+    if server != "local" and binary is not None and not config.request_log_dir:
         _exec_tf_serving(binary, model_base_path, config)
     _serve_locally(model_base_path, config, verbose, quiet)
 
@@ -138,6 +145,9 @@ def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: 
     click.echo(f"REST  http://{config.host}:{running.rest_port}/v1/models/{names[0]}")
     if config.monitoring_path:
         click.echo(f"Metrics http://{config.host}:{running.rest_port}{config.monitoring_path}", nl=True)
+    if config.request_log_dir:
+        rate = config.request_log_sampling_rate
+        click.echo(f"Request log {config.request_log_dir}: {rate:.0%} of requests (mura drift reads it)")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -148,6 +158,9 @@ def _serve_locally(model_base_path: str | None, config: ServingConfig, verbose: 
     click.echo(f"Stopping: no new requests; those in flight have {config.shutdown_grace_seconds:g} s to finish.")
     cut = running.stop(config.shutdown_grace_seconds)
     click.echo(f"Stopped; {cut} REST requests were cut at the end of the grace period." if cut else "Stopped.")
+    if running.predictor.request_log:
+        logger = running.predictor.request_log
+        click.echo(f"{logger.logged} images logged to {logger.directory}; {logger.failed} could not be written.")
     # Exit now: the interpreter's teardown of TensorFlow and gRPC took 1.5 to 3 s more (measured), which would
     # count against Kubernetes' grace period; everything the server had to finish is finished.
     logging.shutdown()

@@ -272,6 +272,14 @@ class ServingConfig:
     grpc_max_concurrent_rpcs: int = setting(
         0, "gRPC calls in the server at once, queued ones included; past them RESOURCE_EXHAUSTED; 0: no limit"
     )
+    request_log_dir: str = setting(
+        "",
+        "a sample of the requests is logged here, each image a tf.Example with what the request said about it "
+        "(`mura drift` reads them); empty: no logging (TF Serving's logging_config)",
+    )
+    request_log_sampling_rate: float = setting(0.1, "the fraction of requests logged, 0 to 1 (sampling_rate)")
+    request_log_records_per_file: int = setting(1000, "images per log file before the next file starts")
+    request_log_max_files: int = setting(100, "log files kept: past them the oldest is deleted, so the log is bounded")
 
     def __post_init__(self) -> None:
         import re
@@ -294,6 +302,33 @@ class ServingConfig:
                 raise ValueError(f"a version label is LABEL=VERSION (LABEL of word characters), got {label!r}")
         if self.monitoring_path and not self.monitoring_path.startswith("/"):
             raise ValueError(f"monitoring_path must start with /, got {self.monitoring_path!r}")
+        if not 0 <= self.request_log_sampling_rate <= 1:
+            raise ValueError(f"request_log_sampling_rate must be in [0, 1], got {self.request_log_sampling_rate}")
+        if min(self.request_log_records_per_file, self.request_log_max_files) < 1:
+            raise ValueError("request_log_records_per_file and request_log_max_files must be at least 1")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """`mura drift`: how far what is served may stray from the training split, in TFDV's skew comparators."""
+
+    schema_file: str = setting(
+        "",
+        "a curated schema of the drift features (TFDV text format) whose skew comparators hold the thresholds; "
+        "empty: inferred from the training split, with the two thresholds below",
+    )
+    numeric_threshold: float = setting(
+        0.1, "Jensen-Shannon divergence allowed on numeric features (size, intensities), 0 to 1"
+    )
+    categorical_threshold: float = setting(0.2, "L-infinity distance allowed on categorical ones (body part, channels)")
+    train_sample: int = setting(2000, "training images sampled (uniformly, seeded) to describe what was trained on")
+    min_requests: int = setting(200, "fewer logged images than this are too few to judge: the check refuses")
+
+    def __post_init__(self) -> None:
+        if not (0 < self.numeric_threshold <= 1 and 0 < self.categorical_threshold <= 1):
+            raise ValueError("numeric_threshold and categorical_threshold must be in (0, 1]")
+        if min(self.train_sample, self.min_requests) < 1:
+            raise ValueError("train_sample and min_requests must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -364,4 +399,5 @@ class Settings:
     train: TrainConfig = field(default_factory=lambda: PROFILES["demo"])
     gate: GateConfig = field(default_factory=GateConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)

@@ -4,19 +4,21 @@ unsafe images, and runs it through the batcher. Both gRPC and REST call this."""
 from __future__ import annotations
 
 import io
+import time
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from mura import features
 from mura.config import ServingConfig
 from mura.image_header import ImageHeaderError, read_image_header
-from mura.signatures import EXAMPLES_INPUT, IMAGES_INPUT, SERVING_DEFAULT
+from mura.request_log import LoggedImage
+from mura.signatures import SERVING_DEFAULT
 from serving.batching import Batcher, Inputs
 from serving.errors import ServingError, invalid
 from serving.model_store import LoadedModel, ModelStore
+from serving.request_log import RequestImage, RequestLogger, image_probabilities, request_images
 
 
 def input_dtypes(signature: meta_graph_pb2.SignatureDef) -> dict[str, tf.DType]:
@@ -48,6 +50,7 @@ class Predictor:
     def __init__(self, store: ModelStore, config: ServingConfig) -> None:
         self.store, self.config, self.metrics = store, config, store.metrics
         self.batcher = Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6, on_batch=self.metrics.batch)
+        self.request_log = RequestLogger.from_config(config)
 
     def signature(self, model: LoadedModel, signature_name: str) -> meta_graph_pb2.SignatureDef:
         name = signature_name or SERVING_DEFAULT
@@ -62,14 +65,17 @@ class Predictor:
         """`model` as the transport looked it up once, so a version swap mid-request cannot split it."""
         signature_name = signature_name or SERVING_DEFAULT
         try:
-            outputs = self._predict(model, signature_name, inputs)
+            images, outputs = self._predict(model, signature_name, inputs)
         except ServingError as error:
             self.metrics.version_request(model.name, model.version, signature_name, error.code.name)
             raise
         self.metrics.version_request(model.name, model.version, signature_name, "OK")
+        if self.request_log and images and self.request_log.sampled():
+            self.request_log.log(logged_images(model, signature_name, images, outputs))
         return outputs
 
-    def _predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> Inputs:
+    def _predict(self, model: LoadedModel, signature_name: str, inputs: Inputs) -> tuple[list[RequestImage], Inputs]:
+        """The request's images (with the body part it gave for each) and the model's outputs."""
         signature = self.signature(model, signature_name)
         expected = input_dtypes(signature)
         if set(inputs) != set(expected):
@@ -82,26 +88,23 @@ class Predictor:
             _check_shape(key, value, declared_shape(signature.inputs[key]))
             if (value.dtype == object) != (expected[key] == tf.string):
                 raise invalid(f"input '{key}' must be {expected[key].name}, got {value.dtype}")
-        self._check_images(expected, inputs)
+        try:
+            images = request_images(expected, inputs)
+        except ValueError as error:
+            raise invalid(str(error)) from None
+        self._check_images(images)
         try:
             # Queued per signature; the version rides with the request, so no queue or worker keeps a version.
             group, run = (model.version, id(model)), _runner(model, signature_name)
             outputs = self.batcher.submit((model.name, signature_name), group, run, inputs, batchable(signature))
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise invalid(_first_line(error)) from None
-        return outputs
+        return images, outputs
 
-    def _check_images(self, dtypes: dict[str, tf.DType], inputs: Inputs) -> None:
+    def _check_images(self, images: list[RequestImage]) -> None:
         """Images must be PNG or JPEG and decode to at most `max_image_pixels`: a decompression bomb is refused
-        from its header, before any pixel is decoded. Whatever the signature: any string `images` or `examples`
-        input holds images."""
-        if dtypes.get(IMAGES_INPUT) == tf.string:
-            images = list(inputs[IMAGES_INPUT].reshape(-1))
-        elif dtypes.get(EXAMPLES_INPUT) == tf.string:
-            images = [_example_image(record) for record in inputs[EXAMPLES_INPUT].reshape(-1)]
-        else:
-            return
-        for index, data in enumerate(images):
+        from its header, before any pixel is decoded."""
+        for index, (data, _) in enumerate(images):
             try:
                 header = read_image_header(io.BytesIO(data))
             except ImageHeaderError as error:
@@ -125,15 +128,14 @@ def _check_shape(name: str, value: np.ndarray, dims: list[int] | None) -> None:
         raise invalid(f"input '{name}' must be a non-empty batch, got shape {list(value.shape)}")
 
 
-def _example_image(record: bytes) -> bytes:
-    try:
-        example = tf.train.Example.FromString(record)
-    except Exception:
-        raise invalid("examples must be serialized tf.Example protos") from None
-    values = example.features.feature[features.IMAGE].bytes_list.value
-    if len(values) != 1:
-        raise invalid(f"each example needs exactly one '{features.IMAGE}' bytes value, got {len(values)}")
-    return values[0]
+def logged_images(
+    model: LoadedModel, signature_name: str, images: list[RequestImage], outputs: Inputs
+) -> list[LoggedImage]:
+    now = time.time()
+    return [
+        LoggedImage(image, part, model.name, model.version, signature_name, now, probability)
+        for (image, part), probability in zip(images, image_probabilities(outputs, len(images)), strict=True)
+    ]
 
 
 def _runner(model: LoadedModel, signature_name: str):

@@ -41,6 +41,8 @@ class LocalServer:
         grpc_done = self._grpc.stop(grace)  # refuses new calls now; running ones have `grace` seconds
         cut = self._rest.drain(deadline)
         grpc_done.wait(max(0.0, deadline - time.monotonic()))
+        if self.predictor.request_log:
+            self.predictor.request_log.close()
         return cut
 
 
