@@ -203,7 +203,9 @@ def write_drift(check: DriftCheck, out_dir: Path, requests: str, pipeline_root: 
     """`out_dir`/drift.html with the side-by-side figure, and what TFDV computed (statistics, schema, anomalies) for
     `tfdv.visualize_statistics` and friends; returns the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    drift_figure(check.training_frame, check.served_frame, set(check.drifted)).savefig(out_dir / "drift.png", dpi=100)
+    measured = {row.feature: (row.value, row.threshold) for row in check.features}
+    figure = drift_figure(check.training_frame, check.served_frame, measured, set(check.drifted))
+    figure.savefig(out_dir / "drift.png", dpi=100)
     for name, statistics in (("training", check.training_statistics), ("served", check.served_statistics)):
         io_utils.write_bytes_file(str(out_dir / f"{name}_statistics.pb"), statistics.SerializeToString())
     tfdv.write_schema_text(check.schema, str(out_dir / "schema.pbtxt"))

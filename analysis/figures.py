@@ -5,7 +5,7 @@ Built on matplotlib's object API (no pyplot state), so they render headless and 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,9 +222,11 @@ def split_shares_figure(counts: dict[str, dict[str, float]], title: str) -> Figu
     return figure
 
 
-def drift_figure(training: pd.DataFrame, served: pd.DataFrame, drifted: Collection[str]) -> Figure:
+def drift_figure(
+    training: pd.DataFrame, served: pd.DataFrame, measured: Mapping[str, tuple[float, float]], drifted: Collection[str]
+) -> Figure:
     """Each drift feature's distribution on the training side beside the served one, on shared bins (categories:
-    their shares side by side); a drifted feature's title says so, in red."""
+    their shares side by side), titled with its distance and threshold (`measured`); a drifted one in red."""
     names = [name for name in training.columns if name in served.columns]
     columns = 3
     rows = -(-len(names) // columns)
@@ -242,7 +244,11 @@ def drift_figure(training: pd.DataFrame, served: pd.DataFrame, drifted: Collecti
                 axes.bar(x + offset, shares, width=0.4, label=label, color=colour)
             axes.set_xticks(x, [_short(str(category)) for category in categories], rotation=45, fontsize=7)
         flagged = name in drifted
-        axes.set_title(f"{name}{' (drifted)' if flagged else ''}", color="red" if flagged else "black", fontsize=10)
+        title = f"{name}{' DRIFTED' if flagged else ''}"
+        if name in measured:
+            value, threshold = measured[name]
+            title = f"{name}: {value:.3f} {'>' if flagged else '<='} {threshold:g}{' DRIFTED' if flagged else ''}"
+        axes.set_title(title, color="red" if flagged else "black", fontsize=10)
         axes.tick_params(labelsize=7)
     for axes in list(figure.axes)[len(names) :]:
         axes.set_visible(False)

@@ -62,6 +62,8 @@ def drift(requests_path: Path, out: Path, json_file: Path | None, settings: Sett
     logged images, no run), 2 wrong settings or flags.
     """
     quiet_tensorflow(verbose=False)
+    from google.protobuf import text_format
+
     from analysis.drift import DriftCheckError, check_drift, summary, training_images, write_drift
     from analysis.run_outputs import find_run_outputs
     from mura.request_log import read_request_log
@@ -85,7 +87,7 @@ def drift(requests_path: Path, out: Path, json_file: Path | None, settings: Sett
             check = check_drift(
                 [(image.image, image.body_part) for image in log.images], trained, config, _advance(bar)
             )
-    except (DriftCheckError, LookupError, FileNotFoundError, ValueError) as error:
+    except (DriftCheckError, LookupError, FileNotFoundError, ValueError, text_format.ParseError) as error:
         raise click.ClickException(str(error)) from None
     rows = [
         [row.feature, row.comparator, f"{row.value:.3f}", f"{row.threshold:g}", "DRIFTED" if row.drifted else "ok"]

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 from click.testing import CliRunner
+from google.protobuf import text_format
 from PIL import Image, ImageOps
 
 from analysis.drift import DriftCheckError, check_drift, training_images
@@ -108,6 +110,18 @@ def test_requests_without_a_body_part_are_compared_on_the_rest(sample_root, fres
     assert check.drifted == []
     assert "body_part" not in {row.feature for row in check.features}
     assert check.notes == ["body part: no logged request gave one, so it is not compared"]
+
+
+def test_a_curated_schema_holds_the_thresholds(sample_root, fresh_root, tmp_path):
+    served, trained = images_of(fresh_root), images_of(sample_root, "train")
+    schema = check_drift(served, trained, CONFIG).schema
+    tfdv.get_feature(schema, "height").skew_comparator.jensen_shannon_divergence.threshold = 0.001
+    tfdv.write_schema_text(schema, str(tmp_path / "schema.pbtxt"))
+    check = check_drift(served, trained, dataclasses.replace(CONFIG, schema_file=str(tmp_path / "schema.pbtxt")))
+    assert check.drifted == ["height"]
+    (tmp_path / "broken.pbtxt").write_text("feature { name: ")
+    with pytest.raises(text_format.ParseError):
+        check_drift(served, trained, dataclasses.replace(CONFIG, schema_file=str(tmp_path / "broken.pbtxt")))
 
 
 def test_too_few_requests_or_undecodable_ones_are_refused_not_judged(sample_root, fresh_root):
