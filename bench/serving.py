@@ -14,6 +14,7 @@ request is one synthetic PNG.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import socket
@@ -69,6 +70,7 @@ not measured. The answered requests' latency is the queue: a burst of N one-imag
 time on 2 cores, batched by 32.
 """
 MODEL_NAME = ServingConfig().model_name
+LOGGED = "on, logged"  # batching on, and every request written to the request log
 CLIENTS = 8
 T = TypeVar("T")
 
@@ -350,8 +352,11 @@ def run(workdir: Path, quick: bool) -> report.Section:
         for size, (times, rate) in limits.items()
     ]
     results = {}
-    for batching, max_batch_size in (("off", 1), ("on", ServingConfig().max_batch_size)):
-        server = start(str(base), ServingConfig(grpc_port=0, rest_port=0, max_batch_size=max_batch_size))
+    batch = ServingConfig().max_batch_size
+    log_dir = str(workdir / "request-log")
+    for batching, max_batch_size, request_log in (("off", 1, ""), ("on", batch, ""), (LOGGED, batch, log_dir)):
+        serving = ServingConfig(grpc_port=0, rest_port=0, max_batch_size=max_batch_size, request_log_dir=request_log)
+        server = start(str(base), dataclasses.replace(serving, request_log_sampling_rate=1.0))
         grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
         try:
             transports = {
@@ -387,7 +392,8 @@ def run(workdir: Path, quick: bool) -> report.Section:
             f"({config.image_size} px, `serving_default` on encoded PNGs of up to {sample_config(quick).max_side} "
             f"px). 1 client sends {single} sequential one-image requests; {CLIENTS} clients send {per_client} each "
             f"at once. Batching on: ServingConfig's defaults (max batch {ServingConfig().max_batch_size}, "
-            f"{ServingConfig().batch_timeout_micros} us timeout); off: max batch 1. The limit: the loaded "
+            f"{ServingConfig().batch_timeout_micros} us timeout); off: max batch 1; {LOGGED}: batching on and every "
+            "request logged (`serving.request_log_dir`, sampling rate 1). The limit: the loaded "
             f"SavedModel's `serving_default` called in-process, {single} times with 1 image and {per_client} times "
             f"with {CLIENTS}."
         ),
@@ -462,6 +468,14 @@ def run(workdir: Path, quick: bool) -> report.Section:
         throughput("gRPC", "on", 0.7),
         throughput("REST", "on"),
         throughput("gRPC", "off"),
+        report.Comparison(
+            f"gRPC throughput, {CLIENTS} clients, every request logged",
+            results["gRPC", CLIENTS, LOGGED][1],
+            results["gRPC", CLIENTS, "on"][1],
+            "batching on, no log",
+            "img/s",
+            0.9,
+        ),
         report.Comparison(
             f"resident memory after {pushes} pushes", last_mb, pushed_mb, "after the first push", "MB", 1.25, True
         ),
