@@ -6,7 +6,6 @@ evaluation, the test images, and the model that was pushed (or, when it was refu
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -32,18 +31,19 @@ from analysis.figures import (
 )
 from analysis.gradcam import heatmaps, load_model
 from analysis.run_outputs import RunOutputs
-from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
+from analysis.tfma_results import IMAGE_COLUMNS, image_table, slice_curves
 from components.modules.export import read_model_facts
-from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
+from components.study_evaluator import METRICS_JSON, read_image_predictions
+from components.tfma_gate import failures
 from mura import features
 from mura.calibration import CalibrationBin
 from mura.image_ops import decode_batch_to_square
+from mura.misreads import misread
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
 from mura.tables import column_table
 
 THUMBNAIL_SIDE = 256
-MISREAD_KINDS = ("false negatives", "false positives")
 
 
 @dataclass(frozen=True)
@@ -79,25 +79,6 @@ class Analysis:
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
-def _image_predictions(study_dir: str) -> list[ImagePrediction]:
-    path = os.path.join(study_dir, IMAGE_PREDICTIONS_CSV)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is missing: the run predates per-image predictions; run the pipeline again")
-    with tf.io.gfile.GFile(path) as handle:
-        return [
-            ImagePrediction(
-                study_id=r["study_id"],
-                body_part=r["body_part"],
-                label=int(r["label"]),
-                probability=float(r["probability"]),
-                source_path=r["source_path"],
-                uncalibrated_probability=float(r["uncalibrated_probability"]),
-                threshold=float(r["threshold"]),
-            )
-            for r in csv.DictReader(handle)
-        ]
-
-
 def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
     with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
@@ -109,33 +90,13 @@ def analyse(outputs: RunOutputs) -> Analysis:
         image_rows=image_table(outputs.evaluation),
         curves=slice_curves(outputs.evaluation, facts["operating_points"]["thresholds"]["global"]),
         tfma_failures=failures(outputs.evaluation),
-        images=_image_predictions(outputs.study_evaluation),
+        images=read_image_predictions(outputs.study_evaluation),
         pushed_to=outputs.pushed_to,
         model_dir=model_dir,
         examples_dir=outputs.split_uri("examples", study.get("split", "test")),
         facts=facts,
         run=outputs.run,
     )
-
-
-Misreads = dict[tuple[str, str], list[ImagePrediction]]  # (body part, kind) -> images, worst first
-
-
-def misread(images: list[ImagePrediction], per_kind: int) -> Misreads:
-    """The most confident mistakes per (body part, kind), each image judged at the threshold the model applied to
-    it: abnormal images scored lowest, normal ones highest."""
-    worst: Misreads = {}
-    for part in sorted({i.body_part for i in images}):
-        members = [i for i in images if i.body_part == part]
-        missed = sorted(
-            (i for i in members if i.label == 1 and i.probability <= i.threshold), key=lambda i: i.probability
-        )
-        raised = sorted(
-            (i for i in members if i.label == 0 and i.probability > i.threshold), key=lambda i: -i.probability
-        )
-        worst[(part, MISREAD_KINDS[0])] = missed[:per_kind]
-        worst[(part, MISREAD_KINDS[1])] = raised[:per_kind]
-    return worst
 
 
 def _encoded_images(examples_dir: str, wanted: set[str]) -> dict[str, bytes]:

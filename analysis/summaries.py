@@ -11,10 +11,11 @@ import tensorflow as tf
 
 from analysis.metadata import open_store, producer, property_value
 from analysis.run_outputs import find_run_outputs
-from analysis.tfma_results import failures, image_table
+from analysis.tfma_results import image_table
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
 from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
+from components.tfma_gate import failures
 from mura.splits import PIPELINE_SPLITS
 from mura.study_gate import GateDecision
 

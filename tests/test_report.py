@@ -22,17 +22,18 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from analysis.curves import Counts, roc_points
 from analysis.figures import study_metrics_chart
 from analysis.metadata import open_store, pipeline_runs
-from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
+from analysis.report import Analysis, analyse, render_html
 from analysis.run_outputs import find_run_outputs
 from analysis.summaries import PipelineSummary, read_ingestion_summary
-from analysis.tfma_results import OVERALL
 from cli.main import main
 from cli.runs import _print_results
 from components.modules.export import model_facts
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
+from components.tfma_gate import OVERALL
 from mura.calibration import calibrate, rebin_calibration
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
+from mura.misreads import MISREAD_KINDS, misread
 from mura.operating_points import choose_operating_points
 from mura.study_gate import decide
 from mura.study_metrics import ImagePrediction, study_table
