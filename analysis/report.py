@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import tensorflow as tf
-from markupsafe import Markup
 from matplotlib.figure import Figure
 from tfx.utils import io_utils
 
@@ -39,9 +37,16 @@ from mura import features
 from mura.calibration import CalibrationBin
 from mura.image_ops import decode_batch_to_square
 from mura.misreads import misread
+from mura.model_card import (
+    CALIBRATION_COLUMNS,
+    OPERATING_POINT_COLUMNS,
+    calibration_rows,
+    calibration_summary,
+    html_table,
+    operating_point_rows,
+)
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
-from mura.tables import column_table
 
 THUMBNAIL_SIDE = 256
 
@@ -178,61 +183,6 @@ def _bins(measured: dict) -> list[CalibrationBin]:
     return [CalibrationBin(**b) for b in measured["bins"]]
 
 
-CALIBRATION_COLUMNS = (
-    ("split", "split"),
-    ("images", "images"),
-    ("log loss before", "log_loss_before"),
-    ("log loss after", "log_loss_after"),
-    ("ECE before", "ece_before"),
-    ("ECE after", "ece_after"),
-)
-OPERATING_POINT_COLUMNS = (
-    ("", "group"),
-    ("threshold", "threshold"),
-    ("eval studies", "studies"),
-    ("abnormal", "abnormal_studies"),
-    ("rule's measure", "value"),
-    ("global threshold instead, because", "fell_back"),
-)
-
-
-def calibration_rows(analysis: Analysis) -> list[dict]:
-    return [
-        {
-            "split": split,
-            "images": measured.get("images", measured.get("eval_images")),
-            **{f"{m}_{when}": measured[when][m] for m in ("log_loss", "ece") for when in ("before", "after")},
-        }
-        for split, measured in _splits(analysis)
-    ]
-
-
-def calibration_summary(facts: dict) -> str:
-    """The method and its parameters in words, and why."""
-    calibration = facts["calibration"]
-    chosen = calibration["chosen"]
-    if chosen["method"] == "none":
-        words = "none (the network's own probability)"
-    elif chosen["method"] == "temperature":
-        words = f"temperature scaling, T = {chosen['temperature']:.4g}"
-    else:
-        words = f"Platt scaling, sigmoid({chosen['slope']:.4g} * logit + {chosen['intercept']:.4g})"
-    losses = ", ".join(f"{m} {v:.4f}" for m, v in calibration["cross_validated_log_loss"].items())
-    why = f"; cross-validated eval log loss: {losses}" if losses else ""
-    reason = f"; {calibration['reason']}" if calibration["reason"] else ""
-    return f"{words} (setting {calibration['setting']!r}{why}{reason})"
-
-
-def operating_point_rows(facts: dict) -> list[dict]:
-    points = facts["operating_points"]
-    return [points["overall"], *points["parts"]]
-
-
-def html_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> Markup:
-    """`rows` as an HTML table of `columns` ((title, key) pairs); tabulate's "html" format escapes every cell."""
-    return Markup(column_table(rows, columns, tablefmt="html"))
-
-
 _PAGES = jinja2.Environment(
     loader=jinja2.PackageLoader("analysis"), autoescape=True, trim_blocks=True, lstrip_blocks=True
 )
@@ -250,7 +200,7 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
         bootstrap_samples=analysis.study.get("bootstrap_samples", 0),  # none before intervals were reported
         image_table=html_table(analysis.image_rows, IMAGE_COLUMNS),
         calibration=calibration_summary(analysis.facts),
-        calibration_table=html_table(calibration_rows(analysis), CALIBRATION_COLUMNS),
+        calibration_table=html_table(calibration_rows(analysis.facts, analysis.study), CALIBRATION_COLUMNS),
         operating_point_rule=analysis.facts["operating_points"]["rule"],
         operating_point_table=html_table(operating_point_rows(analysis.facts), OPERATING_POINT_COLUMNS),
         figures=figure_files,
