@@ -6,8 +6,6 @@ evaluation, the test images, and the model that was pushed (or, when it was refu
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from analysis.gradcam import heatmaps, load_model
 from analysis.run_outputs import RunOutputs
 from analysis.tfma_results import IMAGE_COLUMNS, image_table, slice_curves
 from components.modules.export import read_model_facts
-from components.study_evaluator import METRICS_JSON, read_image_predictions
+from components.study_evaluator import read_image_predictions, read_study_report
 from components.tfma_gate import failures
 from mura import features
 from mura.calibration import CalibrationBin
@@ -86,8 +84,7 @@ class Analysis:
 
 def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
-    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
-        study = json.load(handle)
+    study = read_study_report(outputs.study_evaluation)
     model_dir = outputs.pushed_to or outputs.serving_model
     facts = read_model_facts(model_dir)
     return Analysis(

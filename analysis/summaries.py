@@ -14,7 +14,7 @@ from analysis.run_outputs import find_run_outputs
 from analysis.tfma_results import image_table
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
-from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
+from components.study_evaluator import PREDICTIONS_CSV, read_study_report
 from components.tfma_gate import failures
 from mura.splits import PIPELINE_SPLITS
 from mura.study_gate import GateDecision
@@ -77,8 +77,7 @@ class PipelineSummary:
 
 def read_pipeline_summary(metadata_path: str) -> PipelineSummary:
     outputs = find_run_outputs(metadata_path).require("evaluation", "study_evaluation", "pushed_model")
-    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
-        report = json.load(handle)
+    report = read_study_report(outputs.study_evaluation)
     gate = GateDecision.from_report(report)
     return PipelineSummary(
         table=report["rows"],

@@ -104,6 +104,12 @@ def calibration_on(images: "list[ImagePrediction]") -> dict:
     }
 
 
+def read_study_report(evaluation_uri: str) -> dict:
+    """The evaluation's study_metrics.json: the table, the thresholds, the gate's decision and the calibration."""
+    with tf.io.gfile.GFile(os.path.join(evaluation_uri, METRICS_JSON)) as handle:
+        return json.load(handle)
+
+
 def read_image_predictions(evaluation_uri: str) -> "list[ImagePrediction]":
     """The evaluation's image_predictions.csv read back: each test image's probabilities and its threshold."""
     path = os.path.join(evaluation_uri, IMAGE_PREDICTIONS_CSV)

@@ -11,19 +11,23 @@ users find their way; `gate` is this project's own.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import jinja2
+import tensorflow as tf
 from markupsafe import Markup
 
 from mura.misreads import misreads_by_part
+from mura.signatures import MODEL_FACTS_FILE
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
 from mura.tables import Column, column_table
 
 CARD_JSON = "model_card.json"
 CARD_HTML = "model_card.html"
+CARD_DIR = os.path.dirname(MODEL_FACTS_FILE)  # in a SavedModel: assets.extra/, which TF Serving leaves alone
 WORST_PER_KIND = 3  # the most confident misreads listed per body part and kind
 
 MURA = "https://stanfordmlgroup.github.io/competitions/mura/"
@@ -253,3 +257,17 @@ def to_html(card: dict) -> str:
         operating_point_table=html_table(analysis["operating_points"]["points"], OPERATING_POINT_COLUMNS),
         failure_table=html_table(card["considerations"]["failure_modes"], FAILURE_COLUMNS),
     )
+
+
+def write_card(folder: str, card: dict) -> str:
+    """model_card.json and model_card.html in `folder` (a local path or a URI); returns the page's path."""
+    tf.io.gfile.makedirs(folder)
+    for name, text in ((CARD_JSON, to_json(card)), (CARD_HTML, to_html(card))):
+        with tf.io.gfile.GFile(os.path.join(folder, name), "w") as handle:
+            handle.write(text)
+    return os.path.join(folder, CARD_HTML)
+
+
+def read_card(folder: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(folder, CARD_JSON)) as handle:
+        return json.load(handle)
