@@ -6,6 +6,7 @@ evaluation, the test images, and the model that was pushed (or, when it was refu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from mura.image_ops import decode_batch_to_square
 from mura.misreads import misread
 from mura.model_card import (
     CALIBRATION_COLUMNS,
+    CARD_DIR,
+    CARD_HTML,
     OPERATING_POINT_COLUMNS,
     calibration_rows,
     calibration_summary,
@@ -61,6 +64,7 @@ class Analysis:
     examples_dir: str  # the evaluated split's raw examples (the examples artifact's Split-test folder)
     facts: dict = field(default_factory=dict)  # the model's calibration and operating points (MODEL_FACTS_FILE)
     run: str = ""  # the pipeline run everything above comes from
+    card_dir: str = ""  # the folder of the model's card: the pushed version's, else the candidate's; empty: none
 
     @property
     def threshold(self) -> float:
@@ -82,6 +86,14 @@ class Analysis:
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
+def _card_dir(outputs: RunOutputs) -> str:
+    """The pushed version's card, else the candidate's (a refused model has one too); empty for runs before cards."""
+    pushed = os.path.join(outputs.pushed_to, CARD_DIR)
+    if outputs.pushed_to and tf.io.gfile.exists(os.path.join(pushed, CARD_HTML)):
+        return pushed
+    return outputs.model_card or ""
+
+
 def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
     study = read_study_report(outputs.study_evaluation)
@@ -98,6 +110,7 @@ def analyse(outputs: RunOutputs) -> Analysis:
         examples_dir=outputs.split_uri("examples", study.get("split", "test")),
         facts=facts,
         run=outputs.run,
+        card_dir=_card_dir(outputs),
     )
 
 
@@ -202,6 +215,7 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
         operating_point_table=html_table(operating_point_rows(analysis.facts), OPERATING_POINT_COLUMNS),
         figures=figure_files,
         cases=[stem for stem in figure_files if stem.startswith("misread_")],
+        card=CARD_HTML if analysis.card_dir else "",
     )
 
 
@@ -213,6 +227,8 @@ def write_report(outputs: RunOutputs, out_dir: Path, cases_per_kind: int = 2) ->
     for stem, figure in draw_figures(analysis, cases_per_kind).items():
         files[stem] = f"{stem}.png"
         figure.savefig(out_dir / files[stem], dpi=100)
+    if analysis.card_dir:  # a copy beside the page: the link works wherever the report folder goes
+        tf.io.gfile.copy(os.path.join(analysis.card_dir, CARD_HTML), str(out_dir / CARD_HTML), overwrite=True)
     page = out_dir / "index.html"
     page.write_text(render_html(analysis, files))
     return page

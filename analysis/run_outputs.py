@@ -12,7 +12,7 @@ from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 from analysis.metadata import open_store, output_artifacts, pipeline_runs, run_executions
-from components.artifacts import DataValidationReport, RejectedImages, StudyEvaluation
+from components.artifacts import DataValidationReport, ModelCard, RejectedImages, StudyEvaluation
 
 # field -> (component, output artifact type): every field is read from the same pipeline run.
 _SOURCES = {
@@ -25,6 +25,7 @@ _SOURCES = {
     "model": ("Trainer", "Model"),
     "evaluation": ("Evaluator", "ModelEvaluation"),
     "study_evaluation": ("StudyEvaluator", StudyEvaluation.TYPE_NAME),
+    "model_card": ("ModelCardWriter", ModelCard.TYPE_NAME),
     "pushed_model": ("VersionedPusher", "PushedModel"),
 }
 
@@ -44,6 +45,7 @@ class RunOutputs:
     model: str | None = None
     evaluation: str | None = None  # TFMA's output
     study_evaluation: str | None = None
+    model_card: str | None = None  # the candidate's card
     pushed_model: str | None = None
     pushed_to: str = ""  # the pushed version's folder; empty when the run's push was refused
     run: str = ""  # the pipeline run's id (its `pipeline_run` context); empty when the store has no run

@@ -1,11 +1,28 @@
-"""The model card built from constructed run outputs: what it copies, what it counts, and what a refused model's
-card says."""
+"""The model card built from constructed run outputs (what it copies, what it counts, what a refused model's card
+says), and the card the shared pipeline run pushed."""
 
 import json
+import os
+from collections import Counter
+from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
-from mura.model_card import TfmaGate, build_card, failure_modes, to_html, to_json, with_version
+from analysis.run_outputs import find_run_outputs
+from components.study_evaluator import read_study_report
+from mura.layout import BODY_PARTS
+from mura.model_card import (
+    CARD_DIR,
+    CARD_HTML,
+    TfmaGate,
+    build_card,
+    failure_modes,
+    read_card,
+    to_html,
+    to_json,
+    with_version,
+)
 from mura.study_metrics import ImagePrediction
 from tests.test_report import gated_study_report, plain_facts
 
@@ -124,3 +141,35 @@ def test_the_page_escapes_what_it_reads_from_the_run() -> None:
     built["model_parameters"]["data"]["source"] = hostile
     built["considerations"]["failure_modes"][0]["worst_false_negatives"][0]["source_path"] = hostile
     assert "<script" not in to_html(built)
+
+
+def test_the_pushed_version_carries_the_runs_card(pipeline_run) -> None:
+    """On the shared run (its gate opened, so its model is pushed): the card in the version's assets.extra/ holds
+    the train split's own counts per body part and label, the study evaluation's own figures, and its version."""
+    run, _ = pipeline_run
+    outputs = find_run_outputs(run.metadata)
+    assert outputs.pushed_to and outputs.model_card
+    folder = os.path.join(outputs.pushed_to, CARD_DIR)
+    pushed = read_card(folder)
+    files = tf.io.gfile.glob(os.path.join(outputs.split_uri("examples", "train"), "*"))
+    spec = {"body_part": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    counted = Counter(
+        (example["body_part"].numpy().decode(), int(example["label"]))
+        for example in tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+            lambda record: tf.io.parse_single_example(record, spec)
+        )
+    )
+    data = pushed["model_parameters"]["data"]
+    *parts, total = data["train_images_per_body_part"]
+    in_card = {(row["body_part"], label): row[key] for row in parts for label, key in ((0, "normal"), (1, "abnormal"))}
+    assert in_card == {(part, label): counted[(part, label)] for part in BODY_PARTS for label in (0, 1)}
+    assert total["images"] == data["images_per_split"]["train"] == sum(counted.values())
+    study = read_study_report(outputs.study_evaluation)
+    assert pushed["quantitative_analysis"]["performance_metrics"] == study["rows"]
+    assert pushed["gate"]["blessed"] and pushed["gate"]["study"]["kappa_floor"] == study["kappa_floor"]
+    version = os.path.basename(outputs.pushed_to)
+    assert pushed["model_details"]["version"] == {"name": version, "pushed_to": outputs.pushed_to}
+    assert read_card(outputs.model_card) == {**pushed, "model_details": {**pushed["model_details"], "version": None}}
+    card_property = outputs.artifacts["pushed_model"].get_string_custom_property("model_card")
+    assert card_property == os.path.join(folder, CARD_HTML)
+    assert f"<title>Model card: mura version {version}</title>" in Path(card_property).read_text()
