@@ -83,7 +83,7 @@ def test_a_blessed_card_names_its_thresholds_baseline_and_calibration() -> None:
     page = to_html(built)
     assert "Promotion gate: blessed" in page and "overall: AUC at least 0.700" in page
     assert "version 3, the model served" in page and "none (the network&#39;s own probability)" in page
-    assert "not a medical device" in page and "A candidate: not pushed (yet)." in page
+    assert "not a medical device" in page and "A candidate the gate blessed" in page
 
 
 def test_a_refused_models_card_says_refused_and_why() -> None:
@@ -97,7 +97,7 @@ def test_a_refused_models_card_says_refused_and_why() -> None:
     assert gate["baseline"] == {"served_version": None}
     page = to_html(card(study, tfma=failed))
     assert "Promotion gate: refused" in page and "Failed: overall: AUC 0.612 is below the floor 0.900" in page
-    assert "judged by the floors alone" in page
+    assert "judged by the floors alone" in page and "A candidate the gate refused: not pushed." in page
 
 
 def test_failure_modes_count_each_parts_mistakes_at_its_threshold_worst_first() -> None:
