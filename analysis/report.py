@@ -38,7 +38,6 @@ from mura.image_ops import decode_batch_to_square
 from mura.misreads import misread
 from mura.model_card import (
     CALIBRATION_COLUMNS,
-    CARD_DIR,
     CARD_HTML,
     OPERATING_POINT_COLUMNS,
     calibration_rows,
@@ -86,14 +85,6 @@ class Analysis:
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
-def _card_dir(outputs: RunOutputs) -> str:
-    """The pushed version's card, else the candidate's (a refused model has one too); empty for runs before cards."""
-    pushed = os.path.join(outputs.pushed_to, CARD_DIR)
-    if outputs.pushed_to and tf.io.gfile.exists(os.path.join(pushed, CARD_HTML)):
-        return pushed
-    return outputs.model_card or ""
-
-
 def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
     study = read_study_report(outputs.study_evaluation)
@@ -110,7 +101,7 @@ def analyse(outputs: RunOutputs) -> Analysis:
         examples_dir=outputs.split_uri("examples", study.get("split", "test")),
         facts=facts,
         run=outputs.run,
-        card_dir=_card_dir(outputs),
+        card_dir=outputs.card_dir,
     )
 
 
