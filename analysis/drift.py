@@ -21,10 +21,11 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from tfx.utils import io_utils
 
 from analysis.figures import drift_figure
-from analysis.pages import PAGES, html_table
+from analysis.pages import PAGES
 from mura import features
 from mura.config import DriftConfig
 from mura.image_profile import CATEGORICAL, NUMERIC, image_profile
+from mura.tables import html_table
 
 TRAIN_SAMPLE_SEED = 0
 Image = tuple[bytes, str]  # encoded bytes, and the body part ("" when not known)

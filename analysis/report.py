@@ -6,8 +6,6 @@ evaluation, the test images, and the model that was pushed (or, when it was refu
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +26,29 @@ from analysis.figures import (
     study_metrics_chart,
 )
 from analysis.gradcam import heatmaps, load_model
-from analysis.pages import PAGES, html_table
+from analysis.pages import PAGES
 from analysis.run_outputs import RunOutputs
-from analysis.tfma_results import IMAGE_COLUMNS, failures, image_table, slice_curves
+from analysis.tfma_results import IMAGE_COLUMNS, image_table, slice_curves
 from components.modules.export import read_model_facts
-from components.study_evaluator import IMAGE_PREDICTIONS_CSV, METRICS_JSON
+from components.study_evaluator import read_image_predictions, read_study_report
+from components.tfma_gate import failures
 from mura import features
 from mura.calibration import CalibrationBin
 from mura.image_ops import decode_batch_to_square
+from mura.misreads import misread
+from mura.model_card import (
+    CALIBRATION_COLUMNS,
+    CARD_HTML,
+    OPERATING_POINT_COLUMNS,
+    calibration_rows,
+    calibration_summary,
+    operating_point_rows,
+)
 from mura.study_gate import GateDecision
 from mura.study_metrics import STUDY_COLUMNS, ImagePrediction
+from mura.tables import html_table
 
 THUMBNAIL_SIDE = 256
-MISREAD_KINDS = ("false negatives", "false positives")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Analysis:
     examples_dir: str  # the evaluated split's raw examples (the examples artifact's Split-test folder)
     facts: dict = field(default_factory=dict)  # the model's calibration and operating points (MODEL_FACTS_FILE)
     run: str = ""  # the pipeline run everything above comes from
+    card_dir: str = ""  # the folder of the model's card: the pushed version's, else the candidate's; empty: none
 
     @property
     def threshold(self) -> float:
@@ -76,29 +85,9 @@ class Analysis:
         return ["Not pushed.", *lines] if lines else ["Not pushed (the latest push was refused or skipped)."]
 
 
-def _image_predictions(study_dir: str) -> list[ImagePrediction]:
-    path = os.path.join(study_dir, IMAGE_PREDICTIONS_CSV)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is missing: the run predates per-image predictions; run the pipeline again")
-    with tf.io.gfile.GFile(path) as handle:
-        return [
-            ImagePrediction(
-                study_id=r["study_id"],
-                body_part=r["body_part"],
-                label=int(r["label"]),
-                probability=float(r["probability"]),
-                source_path=r["source_path"],
-                uncalibrated_probability=float(r["uncalibrated_probability"]),
-                threshold=float(r["threshold"]),
-            )
-            for r in csv.DictReader(handle)
-        ]
-
-
 def analyse(outputs: RunOutputs) -> Analysis:
     outputs.require("examples", "model", "evaluation", "study_evaluation")
-    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
-        study = json.load(handle)
+    study = read_study_report(outputs.study_evaluation)
     model_dir = outputs.pushed_to or outputs.serving_model
     facts = read_model_facts(model_dir)
     return Analysis(
@@ -106,33 +95,14 @@ def analyse(outputs: RunOutputs) -> Analysis:
         image_rows=image_table(outputs.evaluation),
         curves=slice_curves(outputs.evaluation, facts["operating_points"]["thresholds"]["global"]),
         tfma_failures=failures(outputs.evaluation),
-        images=_image_predictions(outputs.study_evaluation),
+        images=read_image_predictions(outputs.study_evaluation),
         pushed_to=outputs.pushed_to,
         model_dir=model_dir,
         examples_dir=outputs.split_uri("examples", study.get("split", "test")),
         facts=facts,
         run=outputs.run,
+        card_dir=outputs.card_dir,
     )
-
-
-Misreads = dict[tuple[str, str], list[ImagePrediction]]  # (body part, kind) -> images, worst first
-
-
-def misread(images: list[ImagePrediction], per_kind: int) -> Misreads:
-    """The most confident mistakes per (body part, kind), each image judged at the threshold the model applied to
-    it: abnormal images scored lowest, normal ones highest."""
-    worst: Misreads = {}
-    for part in sorted({i.body_part for i in images}):
-        members = [i for i in images if i.body_part == part]
-        missed = sorted(
-            (i for i in members if i.label == 1 and i.probability <= i.threshold), key=lambda i: i.probability
-        )
-        raised = sorted(
-            (i for i in members if i.label == 0 and i.probability > i.threshold), key=lambda i: -i.probability
-        )
-        worst[(part, MISREAD_KINDS[0])] = missed[:per_kind]
-        worst[(part, MISREAD_KINDS[1])] = raised[:per_kind]
-    return worst
 
 
 def _encoded_images(examples_dir: str, wanted: set[str]) -> dict[str, bytes]:
@@ -214,56 +184,6 @@ def _bins(measured: dict) -> list[CalibrationBin]:
     return [CalibrationBin(**b) for b in measured["bins"]]
 
 
-CALIBRATION_COLUMNS = (
-    ("split", "split"),
-    ("images", "images"),
-    ("log loss before", "log_loss_before"),
-    ("log loss after", "log_loss_after"),
-    ("ECE before", "ece_before"),
-    ("ECE after", "ece_after"),
-)
-OPERATING_POINT_COLUMNS = (
-    ("", "group"),
-    ("threshold", "threshold"),
-    ("eval studies", "studies"),
-    ("abnormal", "abnormal_studies"),
-    ("rule's measure", "value"),
-    ("global threshold instead, because", "fell_back"),
-)
-
-
-def calibration_rows(analysis: Analysis) -> list[dict]:
-    return [
-        {
-            "split": split,
-            "images": measured.get("images", measured.get("eval_images")),
-            **{f"{m}_{when}": measured[when][m] for m in ("log_loss", "ece") for when in ("before", "after")},
-        }
-        for split, measured in _splits(analysis)
-    ]
-
-
-def calibration_summary(facts: dict) -> str:
-    """The method and its parameters in words, and why."""
-    calibration = facts["calibration"]
-    chosen = calibration["chosen"]
-    if chosen["method"] == "none":
-        words = "none (the network's own probability)"
-    elif chosen["method"] == "temperature":
-        words = f"temperature scaling, T = {chosen['temperature']:.4g}"
-    else:
-        words = f"Platt scaling, sigmoid({chosen['slope']:.4g} * logit + {chosen['intercept']:.4g})"
-    losses = ", ".join(f"{m} {v:.4f}" for m, v in calibration["cross_validated_log_loss"].items())
-    why = f"; cross-validated eval log loss: {losses}" if losses else ""
-    reason = f"; {calibration['reason']}" if calibration["reason"] else ""
-    return f"{words} (setting {calibration['setting']!r}{why}{reason})"
-
-
-def operating_point_rows(facts: dict) -> list[dict]:
-    points = facts["operating_points"]
-    return [points["overall"], *points["parts"]]
-
-
 def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
     """The page (templates/report.html.j2): every value is escaped but the tables, which tabulate escaped."""
     return PAGES.get_template("report.html.j2").render(
@@ -276,11 +196,12 @@ def render_html(analysis: Analysis, figure_files: dict[str, str]) -> str:
         bootstrap_samples=analysis.study.get("bootstrap_samples", 0),  # none before intervals were reported
         image_table=html_table(analysis.image_rows, IMAGE_COLUMNS),
         calibration=calibration_summary(analysis.facts),
-        calibration_table=html_table(calibration_rows(analysis), CALIBRATION_COLUMNS),
+        calibration_table=html_table(calibration_rows(analysis.facts, analysis.study), CALIBRATION_COLUMNS),
         operating_point_rule=analysis.facts["operating_points"]["rule"],
         operating_point_table=html_table(operating_point_rows(analysis.facts), OPERATING_POINT_COLUMNS),
         figures=figure_files,
         cases=[stem for stem in figure_files if stem.startswith("misread_")],
+        card=CARD_HTML if analysis.card_dir else "",
     )
 
 
@@ -292,6 +213,8 @@ def write_report(outputs: RunOutputs, out_dir: Path, cases_per_kind: int = 2) ->
     for stem, figure in draw_figures(analysis, cases_per_kind).items():
         files[stem] = f"{stem}.png"
         figure.savefig(out_dir / files[stem], dpi=100)
+    if analysis.card_dir:  # a copy beside the page: the link works wherever the report folder goes
+        tf.io.gfile.copy(os.path.join(analysis.card_dir, CARD_HTML), str(out_dir / CARD_HTML), overwrite=True)
     page = out_dir / "index.html"
     page.write_text(render_html(analysis, files))
     return page

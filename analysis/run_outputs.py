@@ -7,12 +7,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import ml_metadata as mlmd
+import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 from analysis.metadata import open_store, output_artifacts, pipeline_runs, run_executions
-from components.artifacts import DataValidationReport, RejectedImages, StudyEvaluation
+from components.artifacts import DataValidationReport, ModelCard, RejectedImages, StudyEvaluation
+from mura.model_card import CARD_DIR, CARD_HTML
 
 # field -> (component, output artifact type): every field is read from the same pipeline run.
 _SOURCES = {
@@ -25,6 +27,7 @@ _SOURCES = {
     "model": ("Trainer", "Model"),
     "evaluation": ("Evaluator", "ModelEvaluation"),
     "study_evaluation": ("StudyEvaluator", StudyEvaluation.TYPE_NAME),
+    "model_card": ("ModelCardWriter", ModelCard.TYPE_NAME),
     "pushed_model": ("VersionedPusher", "PushedModel"),
 }
 
@@ -44,6 +47,7 @@ class RunOutputs:
     model: str | None = None
     evaluation: str | None = None  # TFMA's output
     study_evaluation: str | None = None
+    model_card: str | None = None  # the candidate's card
     pushed_model: str | None = None
     pushed_to: str = ""  # the pushed version's folder; empty when the run's push was refused
     run: str = ""  # the pipeline run's id (its `pipeline_run` context); empty when the store has no run
@@ -63,6 +67,15 @@ class RunOutputs:
     def serving_model(self) -> str | None:
         """The candidate's SavedModel, as pushed (what serving answers with)."""
         return self.model and path_utils.serving_model_path(self.model)
+
+    @property
+    def card_dir(self) -> str:
+        """The folder of the model's card: the pushed version's, else the candidate's (a refused model has one too);
+        empty for a run from before model cards."""
+        pushed = os.path.join(self.pushed_to, CARD_DIR)
+        if self.pushed_to and tf.io.gfile.exists(os.path.join(pushed, CARD_HTML)):
+            return pushed
+        return self.model_card or ""
 
     def splits(self, name: str) -> list[str]:
         """The splits of a split artifact (`examples`, `statistics`, `anomalies`), as its producer recorded them."""

@@ -11,10 +11,12 @@ import tensorflow as tf
 
 from analysis.metadata import open_store, producer, property_value
 from analysis.run_outputs import find_run_outputs
-from analysis.tfma_results import failures, image_table
+from analysis.tfma_results import image_table
 from components.data_validation_gate import REPORT_FILE
 from components.mura_example_gen.executor import REPORT_FILE as REJECTED_FILE
-from components.study_evaluator import METRICS_JSON, PREDICTIONS_CSV
+from components.study_evaluator import PREDICTIONS_CSV, read_study_report
+from components.tfma_gate import failures
+from mura.model_card import CARD_HTML
 from mura.splits import PIPELINE_SPLITS
 from mura.study_gate import GateDecision
 
@@ -64,6 +66,7 @@ class PipelineSummary:
     pushed_to: str  # empty when not pushed
     metrics_dir: str
     evaluation_dir: str  # TFMA's output, for notebooks
+    model_card: str = ""  # the card's page: the pushed version's, else the candidate's; empty: none
 
     @property
     def official_predictions(self) -> str:
@@ -76,8 +79,7 @@ class PipelineSummary:
 
 def read_pipeline_summary(metadata_path: str) -> PipelineSummary:
     outputs = find_run_outputs(metadata_path).require("evaluation", "study_evaluation", "pushed_model")
-    with tf.io.gfile.GFile(os.path.join(outputs.study_evaluation, METRICS_JSON)) as handle:
-        report = json.load(handle)
+    report = read_study_report(outputs.study_evaluation)
     gate = GateDecision.from_report(report)
     return PipelineSummary(
         table=report["rows"],
@@ -91,4 +93,5 @@ def read_pipeline_summary(metadata_path: str) -> PipelineSummary:
         pushed_to=outputs.pushed_to,
         metrics_dir=outputs.study_evaluation,
         evaluation_dir=outputs.evaluation,
+        model_card=os.path.join(outputs.card_dir, CARD_HTML) if outputs.card_dir else "",
     )

@@ -9,10 +9,9 @@ import tensorflow_model_analysis as tfma
 
 from analysis.curves import Counts, SliceCurves, roc_points
 from components.modules.kappa_metric import NAME as KAPPA
-from mura import features
+from components.tfma_gate import OVERALL, slice_name
 from mura.calibration import rebin_calibration
 
-OVERALL = "overall"
 # image_table's columns, (title, key), as the CLI and the report show them.
 IMAGE_COLUMNS = (
     ("", "group"),
@@ -21,10 +20,6 @@ IMAGE_COLUMNS = (
     ("kappa at train.threshold", "kappa"),  # TFMA's config is written before the operating points are chosen
     ("AUC vs baseline", "auc_change"),
 )
-
-
-def _slice_name(slice_key: tuple) -> str:
-    return dict(slice_key).get(features.BODY_PART, OVERALL) if slice_key else OVERALL
 
 
 def _number(metrics: dict, name: str) -> float | None:
@@ -54,7 +49,7 @@ def image_table(evaluation_uri: str) -> list[dict[str, object]]:
         metrics = by_output[""][""]
         rows.append(
             {
-                "group": _slice_name(slice_key),
+                "group": slice_name(slice_key),
                 "examples": int(_number(metrics, "example_count") or 0),
                 "auc": _number(metrics, "auc"),
                 "kappa": next((_number(metrics, n) for n in metrics if n.startswith(KAPPA)), None),
@@ -80,7 +75,7 @@ def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[
     result = load_candidate(evaluation_uri)
     curves = []
     for slice_key, by_output in result.plots:
-        group = _slice_name(slice_key)
+        group = slice_name(slice_key)
         plots = by_output[""][""]
         matrices = plots["confusionMatrixAtThresholds"]["matrices"]
         fpr, tpr = roc_points(_counts(m) for m in matrices)
@@ -97,21 +92,3 @@ def slice_curves(evaluation_uri: str, threshold: float, bins: int = 10) -> list[
         calibration = rebin_calibration(buckets, bins)
         curves.append(SliceCurves(group, fpr, tpr, calibration, _counts(at), at.get("threshold", 0.0)))
     return _sorted_groups(curves, lambda c: c.group)
-
-
-def failures(evaluation_uri: str) -> list[str]:
-    """Empty when TFMA blessed the model; otherwise one line per failed threshold and slice."""
-    result = tfma.load_validation_result(evaluation_uri)
-    lines = []
-    for per_slice in result.metric_validations_per_slice:
-        group = _slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
-        for failure in per_slice.failures:
-            key, threshold = failure.metric_key, failure.metric_threshold
-            value = failure.metric_value.double_value.value
-            if key.is_diff:
-                needed = f"the required change {threshold.change_threshold.absolute.value:+.3f}"
-                lines.append(f"{group}: {key.name} change against the baseline {value:+.3f} is below {needed}")
-            else:
-                needed = f"the floor {threshold.value_threshold.lower_bound.value:.3f}"
-                lines.append(f"{group}: {key.name} {value:.3f} is below {needed}")
-    return lines

@@ -113,6 +113,8 @@ def _print_results(summary: PipelineSummary) -> None:
         click.echo(f"95 % CI: percentile interval over {summary.bootstrap_samples} bootstrap resamples of the studies.")
     click.echo(f"\nOfficial-format predictions: {summary.official_predictions}")
     click.echo(f"TFMA evaluation (for notebooks): {summary.evaluation_dir}")
+    if summary.model_card:
+        click.echo(f"Model card: {summary.model_card}")
     gate = summary.study_gate
     if summary.pushed_to:
         click.echo(f"Pushed to {summary.pushed_to} (TFMA blessed it; {gate.reason()}).")

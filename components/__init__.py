@@ -3,6 +3,6 @@ the Evaluator. Imports only the domain (`mura`), never serving, analysis or the 
 nothing else."""
 
 import mura  # noqa: F401  (Keras 2 before TensorFlow loads)
-from components.artifacts import DataValidationReport, RejectedImages, StudyEvaluation
+from components.artifacts import DataValidationReport, ModelCard, RejectedImages, StudyEvaluation
 
-__all__ = ["DataValidationReport", "RejectedImages", "StudyEvaluation"]
+__all__ = ["DataValidationReport", "ModelCard", "RejectedImages", "StudyEvaluation"]

@@ -23,3 +23,9 @@ class StudyEvaluation(Artifact):
     """study_metrics.json/csv (kappa and AUROC per body part, the paper's values beside) and predictions.csv."""
 
     TYPE_NAME = "components.StudyEvaluation"
+
+
+class ModelCard(Artifact):
+    """model_card.json and model_card.html: a candidate's card, written whether or not the gate blessed it."""
+
+    TYPE_NAME = "components.ModelCard"

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx.utils import io_utils
 
+from mura.model_card import CARD_DIR, with_version, write_card
 from mura.model_versions import versions
 from mura.signatures import IMAGES_INPUT, SERVING_DEFAULT, WARMUP_FILE
 
@@ -36,8 +37,10 @@ def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
     return path
 
 
-def push(saved_model_dir: str, model_dir: str, model_name: str) -> int:
-    """Copies a SavedModel in as the next version (newest + 1), warm-up requests included, and returns that version."""
+def push(saved_model_dir: str, model_dir: str, model_name: str, card: dict | None = None) -> int:
+    """Copies a SavedModel in as the next version (newest + 1), warm-up requests and the model card (stamped with
+    the version) included, and returns that version. Neither touches the SavedModel's fingerprint, so a re-run still
+    finds the model served."""
     if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"no SavedModel at {saved_model_dir}")
     tf.io.gfile.makedirs(model_dir)
@@ -45,5 +48,8 @@ def push(saved_model_dir: str, model_dir: str, model_name: str) -> int:
     staging = os.path.join(model_dir, f".pushing-{version}-{uuid.uuid4().hex[:8]}")
     io_utils.copy_dir(saved_model_dir, staging)
     write_warmup_requests(staging, model_name)
+    if card is not None:
+        destination = os.path.join(model_dir, str(version))
+        write_card(os.path.join(staging, CARD_DIR), with_version(card, version, destination))
     tf.io.gfile.rename(staging, os.path.join(model_dir, str(version)))
     return version

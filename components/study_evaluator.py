@@ -104,6 +104,32 @@ def calibration_on(images: "list[ImagePrediction]") -> dict:
     }
 
 
+def read_study_report(evaluation_uri: str) -> dict:
+    """The evaluation's study_metrics.json: the table, the thresholds, the gate's decision and the calibration."""
+    with tf.io.gfile.GFile(os.path.join(evaluation_uri, METRICS_JSON)) as handle:
+        return json.load(handle)
+
+
+def read_image_predictions(evaluation_uri: str) -> "list[ImagePrediction]":
+    """The evaluation's image_predictions.csv read back: each test image's probabilities and its threshold."""
+    path = os.path.join(evaluation_uri, IMAGE_PREDICTIONS_CSV)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the run predates per-image predictions; run the pipeline again")
+    with tf.io.gfile.GFile(path) as handle:
+        return [
+            ImagePrediction(
+                study_id=r["study_id"],
+                body_part=r["body_part"],
+                label=int(r["label"]),
+                probability=float(r["probability"]),
+                source_path=r["source_path"],
+                uncalibrated_probability=float(r["uncalibrated_probability"]),
+                threshold=float(r["threshold"]),
+            )
+            for r in csv.DictReader(handle)
+        ]
+
+
 def _csv(rows: "list[list[object]]") -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from markupsafe import Markup
 from tabulate import tabulate
 
 Key = str | Callable[[dict], object]  # a row's field, or a function of the row (a cell made of several fields)
@@ -23,3 +24,9 @@ def column_table(rows: list[dict], columns: Sequence[Column], tablefmt: str = "s
         floatfmt=".3f",
         missingval="-",
     )
+
+
+def html_table(rows: list[dict], columns: Sequence[Column]) -> Markup:
+    """`rows` as an HTML table of `columns` ((title, key) pairs), for the pages' templates: tabulate's "html" format
+    escapes every cell."""
+    return Markup(column_table(rows, columns, tablefmt="html"))

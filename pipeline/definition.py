@@ -11,6 +11,7 @@ from tfx.dsl.components.base.base_node import BaseNode
 
 from components import served_baseline
 from components.data_validation_gate import DataValidationGate
+from components.model_card import ModelCardWriter
 from components.modules.transform import IMAGE_SIZE
 from components.mura_example_gen.component import MuraExampleGen
 from components.mura_example_gen.fingerprint import DataFingerprint
@@ -73,8 +74,8 @@ def ingestion(values: PipelineValues, schema_file: str = SCHEMA_FILE) -> Ingesti
 
 def training_components(ingested: Ingestion, values: PipelineValues) -> list[BaseNode]:
     """Transform (decode, resize, count labels), Trainer (ResNet50V2) behind the validation gate, TFMA against
-    the model being served, MURA's study-level evaluation, and a push into TF Serving's folder layout of models
-    both evaluations blessed."""
+    the model being served, MURA's study-level evaluation, the candidate's model card, and a push into TF
+    Serving's folder layout, card included, of models both evaluations blessed."""
     settings = values.settings
     transform = tfx.components.Transform(
         examples=ingested.example_gen.outputs["examples"],
@@ -112,14 +113,26 @@ def training_components(ingested: Ingestion, values: PipelineValues) -> list[Bas
         bootstrap_seed=values["bootstrap_seed"],
         gate_on_lower_bound=values["gate_on_lower_bound"],
     )
+    card = ModelCardWriter(
+        model=trainer.outputs["model"],
+        examples=ingested.example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        evaluation=evaluator.outputs["evaluation"],
+        model_blessing=evaluator.outputs["blessing"],
+        study_evaluation=study_evaluator.outputs["evaluation"],
+        baseline=baseline.outputs["baseline"],
+        model_name=settings.serving.model_name,
+        data_root=values["data_root"],
+    )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         study_blessing=study_evaluator.outputs["blessing"],
+        model_card=card.outputs["model_card"],
         serving_root=values["serving_root"],
         model_name=settings.serving.model_name,
     )
-    return [transform, trainer, baseline, evaluator, study_evaluator, pusher]
+    return [transform, trainer, baseline, evaluator, study_evaluator, card, pusher]
 
 
 def create_ingestion_pipeline(settings: Settings) -> tfx.dsl.Pipeline:

@@ -17,6 +17,7 @@ from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 from cli.main import main
 from components.served_baseline import SERVED_VERSION
 from mura.config import KubeflowConfig, ServingConfig
+from mura.model_card import CARD_DIR, CARD_HTML, read_card
 from pipeline.definition import UNCACHED
 from pipeline.kubeflow_runner import GPU, PVC_LAYOUT, TRAINER_EXECUTOR, KubeflowSettingsError, run_arguments_for
 from tests.kfp_local import LocalKfpRun, UnsupportedByOpenSourceKfp, image_environment
@@ -166,6 +167,8 @@ def test_the_compiled_pipeline_runs_step_by_step_and_pushes_where_tf_serving_rea
     served = volume / PVC_LAYOUT["serving_root"] / model_name / "1"
     assert (served / "saved_model.pb").exists()
     assert pushed["metadata"]["pushed_destination"] == str(served)
+    card = served / CARD_DIR / CARD_HTML  # the card step ran there too, and its card went with the push
+    assert pushed["metadata"]["model_card"] == str(card) and read_card(str(card.parent))["gate"]["blessed"]
 
 
 def test_the_pusher_writes_where_tf_serving_and_kserve_read(compiled) -> None:

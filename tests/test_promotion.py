@@ -23,8 +23,9 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from analysis.metadata import open_store, outputs_of, property_value
 from analysis.run_outputs import find_run_outputs
-from analysis.tfma_results import failures, image_table
+from analysis.tfma_results import image_table
 from components.modules.kappa_metric import CohenKappa
+from components.tfma_gate import failures
 from mura.layout import BODY_PARTS
 from tests.conftest import PERMISSIVE_GATE, TINY_TRAIN
 from tests.run_records import completed, latest_trainer, served_test_images, trained_epochs

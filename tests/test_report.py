@@ -22,17 +22,19 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from analysis.curves import Counts, roc_points
 from analysis.figures import study_metrics_chart
 from analysis.metadata import open_store, pipeline_runs
-from analysis.report import MISREAD_KINDS, Analysis, analyse, misread, render_html
+from analysis.report import Analysis, analyse, render_html
 from analysis.run_outputs import find_run_outputs
 from analysis.summaries import PipelineSummary, read_ingestion_summary
-from analysis.tfma_results import OVERALL
 from cli.main import main
 from cli.runs import _print_results
 from components.modules.export import model_facts
 from components.study_evaluator import IMAGE_PREDICTIONS_CSV
+from components.tfma_gate import OVERALL
 from mura.calibration import calibrate, rebin_calibration
 from mura.config import TrainConfig, metadata_location
 from mura.layout import BODY_PARTS
+from mura.misreads import MISREAD_KINDS, misread
+from mura.model_card import CARD_DIR, CARD_HTML
 from mura.operating_points import choose_operating_points
 from mura.study_gate import decide
 from mura.study_metrics import ImagePrediction, study_table
@@ -324,6 +326,8 @@ def test_mura_report_writes_a_page_whose_figures_are_valid_pngs(pipeline_root: s
         with Image.open(figure) as image:
             assert min(image.size) > 100 and len(image.getcolors(1 << 24)) > 2  # drawn on, not blank
     assert "Pushed to" in page and "XR_WRIST" in page
+    pushed_card = Path(find_run_outputs(metadata_location(pipeline_root)).pushed_to) / CARD_DIR / CARD_HTML
+    assert '<a href="model_card.html">' in page and (out / CARD_HTML).read_text() == pushed_card.read_text()
 
 
 def test_mura_report_of_a_folder_that_never_ran_says_so(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from analysis.metadata import latest_execution, open_store, outputs_of, property_value
 from analysis.run_outputs import find_run_outputs
-from components.artifacts import StudyEvaluation
+from components.artifacts import ModelCard, StudyEvaluation
 from components.modules.export import read_model_facts
 from mura.layout import BODY_PARTS
+from mura.model_card import CARD_DIR, CARD_HTML, read_card
 from mura.study_metrics import ImagePrediction, aggregate_studies, study_table
 from tests.run_records import ServedImage, completed, served_test_images
 
@@ -301,6 +302,9 @@ def test_an_unblessed_candidate_is_not_pushed_and_the_served_version_stays(pipel
     assert property_value(blessing.custom_properties, "gate_figure") == "lower bound"
     assert property_value(pushed.custom_properties, "pushed") == 0
     assert property_value(pushed.custom_properties, "not_pushed_because") == "the study-level kappa floor"
+    card = read_card(outputs_of(store, latest_execution(store, "ModelCardWriter"))[ModelCard.TYPE_NAME].uri)
+    assert not card["gate"]["blessed"] and card["gate"]["verdict"].endswith("is not above the floor 1.01")
+    assert summary["model_card"].startswith(str(root / "ModelCardWriter"))  # the candidate's, as nothing was pushed
     assert sorted(os.listdir(root / "serving" / "mura")) == ["1"]
     assert digest() == before
     trainers = sorted((e for e in store.get_executions() if e.type.endswith("Trainer")), key=lambda e: e.id)
@@ -339,6 +343,7 @@ def test_mura_pipeline_run_prints_the_table_and_where_the_model_went(pipeline_ru
         assert part in result.stdout
     assert "overall" in result.stdout and "0.705" in result.stdout  # the paper's model beside ours
     assert f"Pushed to {os.path.join(run.serving, 'mura', '1')}" in result.stdout
+    assert f"Model card: {os.path.join(run.serving, 'mura', '1', CARD_DIR, CARD_HTML)}" in result.stdout
     assert "Trainer: from TFX's cache" in result.stdout and "The whole run took" in result.stdout
     assert "predictions.csv" in result.stdout
     assert "Image-level results on the test split (TFMA)" in result.stdout

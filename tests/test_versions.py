@@ -53,3 +53,22 @@ def test_a_model_already_served_is_found_by_its_fingerprint(tmp_path: Path) -> N
     assert served_version_of(first, target) == 1
     assert served_version_of(second, target) == 2
     assert served_version_of(saved_model(tmp_path, 4.0, "third"), target) is None
+
+
+def test_a_pushed_version_carries_its_card_stamped_and_is_still_found_by_its_fingerprint(tmp_path: Path) -> None:
+    """The card goes into assets.extra/, which neither TF Serving nor the fingerprint reads: a re-run still finds
+    the model served, and pushes nothing."""
+    from mura.model_card import CARD_DIR, CARD_HTML, read_card, to_json
+    from tests.test_model_card import card
+
+    source, target = saved_model(tmp_path), str(tmp_path / "serving" / "mura")
+    candidate = card()
+    assert push(source, target, "mura", candidate) == 1
+    folder = os.path.join(target, "1", CARD_DIR)
+    pushed = read_card(folder)
+    assert pushed["model_details"]["version"] == {"name": "1", "pushed_to": os.path.join(target, "1")}
+    assert to_json({**pushed, "model_details": candidate["model_details"]}) == to_json(candidate)  # only stamped
+    assert "Model card: mura version 1" in (Path(folder) / CARD_HTML).read_text()
+    assert served_version_of(source, target) == 1
+    loaded = tf.saved_model.load(os.path.join(target, "1"))
+    assert float(loaded.f(tf.constant([3.0]))[0]) == 6.0
