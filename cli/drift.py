@@ -93,7 +93,8 @@ def drift(requests_path: Path, out: Path, json_file: Path | None, settings: Sett
         [row.feature, row.comparator, f"{row.value:.3f}", f"{row.threshold:g}", "DRIFTED" if row.drifted else "ok"]
         for row in check.features
     ]
-    click.echo("\n" + tabulate(rows, headers=["feature", "comparator", "value", "threshold", "verdict"]))
+    headers = ["feature", "comparator", "value", "threshold", "verdict"]
+    click.echo("\n" + tabulate(rows, headers=headers, disable_numparse=True))
     for note in check.notes:
         click.echo(f"Note: {note}.")
     page = write_drift(check, out, str(requests_path), settings.run.pipeline_root)
