@@ -126,12 +126,13 @@ def drift_schema(training: statistics_pb2.DatasetFeatureStatisticsList, config: 
 
 
 def check_drift(
-    served: list[Image],
+    served: Iterable[Image],
     trained: list[Image],
     config: DriftConfig,
     progress: Callable[[Iterable[Image], str], Iterable[Image]] = lambda images, _: images,
 ) -> DriftCheck:
-    """Raises DriftCheckError when fewer than `config.min_requests` served images decode."""
+    """Reads `served` once, keeping only each image's profile (a request log may be larger than memory); raises
+    DriftCheckError when fewer than `config.min_requests` served images decode."""
     served_frame, undecodable = profile_frame(progress(served, "served images"))
     if len(served_frame) < config.min_requests:
         raise DriftCheckError(

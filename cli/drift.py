@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +14,8 @@ from cli.options import quiet_tensorflow, with_settings
 from mura.config import Settings
 
 if TYPE_CHECKING:
-    from click._termui_impl import ProgressBar
-
     from analysis.drift import Image
+    from mura.request_log import RequestLog
 
 # Exit codes, for scripts and schedulers: nothing drifted; a feature drifted beyond its threshold.
 NO_DRIFT, DRIFTED = 0, 3
@@ -66,29 +65,21 @@ def drift(requests_path: Path, out: Path, json_file: Path | None, settings: Sett
 
     from analysis.drift import DriftCheckError, check_drift, summary, training_images, write_drift
     from analysis.run_outputs import find_run_outputs
-    from mura.request_log import read_request_log
+    from mura.request_log import RequestLog, stream_request_log
 
     config = settings.drift
-    log = read_request_log(str(requests_path))
-    damage = []
-    if log.torn_files:
-        damage.append(f"{len(log.torn_files)} files end in a torn record (read up to it)")
-    if log.unreadable_records:
-        damage.append(f"{log.unreadable_records} records are not logged images (skipped)")
-    click.echo(
-        f"Request log {requests_path}: {len(log.images)} images in {log.files} files"
-        + (f"; {'; '.join(damage)}" if damage else "")
-    )
+    log = RequestLog()
+    served = ((image.image, image.body_part) for image in stream_request_log(str(requests_path), log))
     try:
         outputs = find_run_outputs(settings.run.metadata, needs=("examples",)).require("examples")
         trained = training_images(outputs.split_uri("examples", "train"), config.train_sample)
         click.echo(f"Training split of {settings.run.pipeline_root}: {len(trained)} images sampled")
-        with click.progressbar(length=len(log.images) + len(trained), label="Describing images") as bar:
-            check = check_drift(
-                [(image.image, image.body_part) for image in log.images], trained, config, _advance(bar)
-            )
+        check = check_drift(served, trained, config, _with_progress)
     except (DriftCheckError, LookupError, FileNotFoundError, ValueError, text_format.ParseError) as error:
+        if log.files:
+            _echo_log(requests_path, log)
         raise click.ClickException(str(error)) from None
+    _echo_log(requests_path, log)
     rows = [
         [row.feature, row.comparator, f"{row.value:.3f}", f"{row.threshold:g}", "DRIFTED" if row.drifted else "ok"]
         for row in check.features
@@ -109,12 +100,20 @@ def drift(requests_path: Path, out: Path, json_file: Path | None, settings: Sett
     click.echo(f"No drift: every feature is within the schema's thresholds ({check.served_images} images).")
 
 
-def _advance(bar: ProgressBar) -> Callable[[Iterable[Image], str], Iterator[Image]]:
-    """A progress callback for `check_drift`: advances the bar as each image is described."""
+def _with_progress(images: Iterable[Image], label: str) -> Iterator[Image]:
+    """A progress bar over the images `check_drift` describes: a count for the log (read as it goes), a bar for
+    the training sample."""
+    with click.progressbar(images, label=f"Describing {label}") as bar:
+        yield from bar
 
-    def progress(images: Iterable[Image], _label: str) -> Iterator[Image]:
-        for image in images:
-            bar.update(1)
-            yield image
 
-    return progress
+def _echo_log(requests_path: Path, log: RequestLog) -> None:
+    damage = []
+    if log.torn_files:
+        damage.append(f"{len(log.torn_files)} files end in a torn record (read up to it)")
+    if log.unreadable_records:
+        damage.append(f"{log.unreadable_records} records are not logged images (skipped)")
+    click.echo(
+        f"Request log {requests_path}: {log.read} images in {log.files} files"
+        + (f"; {'; '.join(damage)}" if damage else "")
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from mura import features
+from mura.examples import example_features, one_image, text_feature
 
 FILE_PREFIX = "requests-"
 FILE_SUFFIX = ".tfrecord"
@@ -51,26 +52,15 @@ class LoggedImage:
     @classmethod
     def from_example(cls, record: bytes) -> LoggedImage:
         """Raises ValueError for a record that is not a logged image."""
-        try:
-            feature = tf.train.Example.FromString(record).features.feature
-        except Exception as error:  # protobuf's DecodeError, or worse on random bytes
-            raise ValueError(f"not a tf.Example: {error}") from None
-        images = feature[features.IMAGE].bytes_list.value
-        if len(images) != 1:
-            raise ValueError(f"a logged image has one '{features.IMAGE}' value, this record has {len(images)}")
-
-        def text(key: str) -> str:
-            values = feature[key].bytes_list.value
-            return values[0].decode("utf-8", "replace") if values else ""
-
-        probability = feature[PROBABILITY].float_list.value
+        feature = example_features(record)
+        probability = feature[PROBABILITY].float_list.value if PROBABILITY in feature else []
         return cls(
-            image=images[0],
-            body_part=text(features.BODY_PART),
-            model_name=text(MODEL_NAME),
-            model_version=(feature[MODEL_VERSION].int64_list.value or [0])[0],
-            signature_name=text(SIGNATURE_NAME),
-            logged_at=(feature[LOGGED_AT].float_list.value or [0.0])[0],
+            image=one_image(feature),
+            body_part=text_feature(feature, features.BODY_PART),
+            model_name=text_feature(feature, MODEL_NAME),
+            model_version=(feature[MODEL_VERSION].int64_list.value if MODEL_VERSION in feature else [0])[0],
+            signature_name=text_feature(feature, SIGNATURE_NAME),
+            logged_at=(feature[LOGGED_AT].float_list.value if LOGGED_AT in feature else [0.0])[0],
             probability=probability[0] if probability else None,
         )
 
@@ -91,25 +81,35 @@ def log_files(path: str) -> list[str]:
 class RequestLog:
     """What a log holds, and what of it could not be read."""
 
-    images: list[LoggedImage] = field(default_factory=list)
+    images: list[LoggedImage] = field(default_factory=list)  # filled by read_request_log, not by streaming
+    read: int = 0  # logged images read
     files: int = 0
     torn_files: list[str] = field(default_factory=list)  # ended in a partial or corrupt record: read up to it
     unreadable_records: int = 0  # whole records that are not logged images
 
 
 def read_request_log(path: str) -> RequestLog:
-    """Every logged image under `path` (a log folder or one file), in the order they were logged."""
+    """Every logged image under `path` (a log folder or one file), in the order they were logged, held in memory."""
+    log = RequestLog()
+    log.images = list(stream_request_log(path, log))
+    return log
+
+
+def stream_request_log(path: str, log: RequestLog) -> Iterator[LoggedImage]:
+    """The logged images one at a time (a bounded log can still hold more than memory), counting files, torn
+    files and unreadable records into `log` as it reads."""
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"no request log at {path}")
-    log = RequestLog()
     for name in log_files(path):
         log.files += 1
         for record in _records(name, log):
             try:
-                log.images.append(LoggedImage.from_example(record))
+                image = LoggedImage.from_example(record)
             except ValueError:
                 log.unreadable_records += 1
-    return log
+                continue
+            log.read += 1
+            yield image
 
 
 def _records(path: str, log: RequestLog) -> Iterator[bytes]:

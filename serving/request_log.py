@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from mura import features
 from mura.config import ServingConfig
+from mura.examples import as_text, example_features, one_image, text_feature
 from mura.request_log import FILE_PREFIX, FILE_SUFFIX, LoggedImage, log_files
 from mura.signatures import BODY_PART_INPUT, BODY_PARTS_INPUT, EXAMPLES_INPUT, IMAGE_PROBABILITIES, IMAGES_INPUT
 from mura.signatures import PROBABILITY as PROBABILITY_OUTPUT
@@ -38,30 +39,19 @@ def request_images(dtypes: dict[str, tf.DType], inputs: Inputs) -> list[RequestI
     if dtypes.get(IMAGES_INPUT) == tf.string:
         images = list(inputs[IMAGES_INPUT].reshape(-1))
         if BODY_PARTS_INPUT in inputs:
-            parts = [_text(part) for part in inputs[BODY_PARTS_INPUT].reshape(-1)]
+            parts = [as_text(part) for part in inputs[BODY_PARTS_INPUT].reshape(-1)]
         else:
-            parts = [_text(inputs[BODY_PART_INPUT].reshape(-1)[0]) if BODY_PART_INPUT in inputs else ""] * len(images)
+            parts = [as_text(inputs[BODY_PART_INPUT].reshape(-1)[0]) if BODY_PART_INPUT in inputs else ""] * len(images)
         return list(zip(images, parts, strict=False))
     if dtypes.get(EXAMPLES_INPUT) == tf.string:
         return [_example_image(record) for record in inputs[EXAMPLES_INPUT].reshape(-1)]
     return []
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _example_image(record: bytes) -> RequestImage:
     """Raises ValueError when the record is not an example holding one image."""
-    try:
-        feature = tf.train.Example.FromString(record).features.feature
-    except Exception:
-        raise ValueError("examples must be serialized tf.Example protos") from None
-    images = feature[features.IMAGE].bytes_list.value
-    if len(images) != 1:
-        raise ValueError(f"each example needs exactly one '{features.IMAGE}' bytes value, got {len(images)}")
-    parts = feature[features.BODY_PART].bytes_list.value
-    return images[0], _text(parts[0]) if parts else ""
+    feature = example_features(record)
+    return one_image(feature), text_feature(feature, features.BODY_PART)
 
 
 def image_probabilities(outputs: Inputs, count: int) -> list[float | None]:
